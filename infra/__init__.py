@@ -1,0 +1,1 @@
+"""CDKTF app for the global LLM inference fleet (see DESIGN.md)."""

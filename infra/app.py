@@ -1,0 +1,44 @@
+"""Build the selected stacks into one cdktf App and synthesize them.
+
+Provider bindings are imported lazily, per stack kind, so synthesizing one AWS region never
+pays for the Google bindings (DESIGN.md §3: the import is the floor of any synth).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from infra.config import Fleet
+
+Backend = Literal["fleet", "local"]
+
+
+def synth(fleet: Fleet, stacks: list[str], *, outdir: Path | None = None, backend: Backend = "fleet") -> Path:
+    from cdktf import App
+
+    app = App(outdir=str(outdir)) if outdir is not None else App()
+    for name in stacks:
+        add_stack(app, fleet, name, backend=backend)
+    app.synth()
+    return Path(app.outdir)
+
+
+def add_stack(app: object, fleet: Fleet, name: str, *, backend: Backend) -> object:
+    """Instantiate one stack by name (bootstrap, aws-<region>, gcp-<region>, global)."""
+    if name == "bootstrap":
+        from infra.stacks.bootstrap import BootstrapStack
+
+        return BootstrapStack(app, name, fleet=fleet, backend=backend)
+    if name == "global":
+        from infra.stacks.global_routing import GlobalStack
+
+        return GlobalStack(app, name, fleet=fleet, backend=backend)
+    region = fleet.region(name)
+    if region.cloud.value == "aws":
+        from infra.stacks.aws_region import AwsRegionStack
+
+        return AwsRegionStack(app, name, fleet=fleet, region=region, backend=backend)
+    from infra.stacks.gcp_region import GcpRegionStack
+
+    return GcpRegionStack(app, name, fleet=fleet, region=region, backend=backend)

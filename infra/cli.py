@@ -1,0 +1,155 @@
+"""`python -m infra check|stacks|synth`: the stable operator and CI interface (DESIGN.md §8).
+
+Every user mistake ends as one line per problem on stderr and exit status 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import NoReturn
+
+from infra.config import DEFAULT_FLEET_FILE, Fleet, FleetConfigError, load_fleet
+
+EXIT_INVALID = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_INVALID, f"{self.prog}: error: {message}\n")
+
+
+def _load(path: str | None) -> Fleet:
+    try:
+        return load_fleet(path)
+    except FleetConfigError as exc:
+        for err in exc.errors:
+            print(f"{exc.source}: {err}", file=sys.stderr)
+        n = len(exc.errors)
+        print(f"{exc.source}: invalid fleet file ({n} problem{'s' if n != 1 else ''})", file=sys.stderr)
+        raise SystemExit(EXIT_INVALID) from None
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def summary(fleet: Fleet, source: str) -> str:
+    m = fleet.model
+    rows = [["stack", "cloud", "region", "gpu", "instance types", "min", "max", "on-demand", "spot max", "reservations"]]
+    for r in fleet.regions:
+        types = ",".join(t.name for t in r.offering.instance_types[: 3 if r.cloud.value == "aws" else 1])
+        rows.append(
+            [
+                r.stack_name + (" (canary)" if r is fleet.canary else ""),
+                r.cloud.value,
+                r.region,
+                r.gpu_type,
+                types,
+                str(r.min_replicas),
+                str(r.max_replicas),
+                str(r.on_demand_base),
+                str(r.spot_max),
+                str(len(r.capacity_reservations)),
+            ]
+        )
+    head = [
+        f"fleet file: {source} (valid)",
+        f"model:      {m.id} ({m.quantization.value}; loads {m.engine_checkpoint}; max_model_len {m.max_model_len})",
+        f"endpoint:   https://{fleet.global_.domain} ({fleet.global_.mode.value}, zone {fleet.global_.hosted_zone})",
+        f"autoscale:  {fleet.autoscale.metric} target {fleet.autoscale.target:g}",
+        f"replicas:   {sum(r.min_replicas for r in fleet.regions)} to {sum(r.max_replicas for r in fleet.regions)} "
+        f"across {len(fleet.regions)} regions",
+        "",
+    ]
+    return "\n".join(head) + _table(rows)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    fleet = _load(args.file)
+    print(summary(fleet, args.file or str(DEFAULT_FLEET_FILE.name)))
+    return 0
+
+
+def cmd_stacks(args: argparse.Namespace) -> int:
+    fleet = _load(args.file)
+    if args.json:
+        entries = []
+        for name in fleet.stack_names():
+            entry: dict[str, object] = {"stack": name, "cloud": "aws", "region": fleet.state.region, "canary": False}
+            if name not in ("bootstrap", "global"):
+                r = fleet.region(name)
+                entry = {"stack": name, "cloud": r.cloud.value, "region": r.region, "canary": r is fleet.canary}
+            entries.append(entry)
+        print(json.dumps({"stacks": [e["stack"] for e in entries], "include": entries}))
+    else:
+        for name in fleet.stack_names():
+            print(name)
+    return 0
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    fleet = _load(args.file)
+    known = fleet.stack_names()
+    selected = args.stack or known
+    unknown = [s for s in selected if s not in known]
+    if unknown:
+        print(f"--stack: unknown stack '{unknown[0]}'; allowed: {', '.join(known)}", file=sys.stderr)
+        return EXIT_INVALID
+    from infra.app import synth  # deferred: imports cdktf and only the needed provider bindings
+
+    started = time.perf_counter()
+    out = synth(fleet, selected, outdir=Path(args.out), backend=args.backend)
+    took = time.perf_counter() - started
+    for name in selected:
+        print(f"synthesized {name}: {out / 'stacks' / name / 'cdk.tf.json'}")
+    print(f"{len(selected)} stack(s) in {took:.1f}s")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m infra", description="Fleet-as-code: validate, list and synthesize stacks.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    check = sub.add_parser("check", help="validate a fleet file and print a summary")
+    check.add_argument("file", nargs="?", help="fleet file (default: regions.yaml)")
+    check.set_defaults(func=cmd_check)
+
+    stacks = sub.add_parser("stacks", help="list the stack names (deploy order)")
+    stacks.add_argument("--file", help="fleet file (default: regions.yaml)")
+    stacks.add_argument("--json", action="store_true", help="JSON for a CI matrix")
+    stacks.set_defaults(func=cmd_stacks)
+
+    synth = sub.add_parser("synth", help="write cdktf.out/stacks/<name>/cdk.tf.json")
+    synth.add_argument("--file", help="fleet file (default: regions.yaml)")
+    synth.add_argument("--stack", action="append", metavar="NAME", help="stack to synthesize (repeatable; default: all)")
+    synth.add_argument("--out", default="cdktf.out", help="output directory (default: cdktf.out)")
+    synth.add_argument(
+        "--backend",
+        choices=["fleet", "local"],
+        default="fleet",
+        help="state backend: as the fleet file says (S3), or local files for tests",
+    )
+    synth.set_defaults(func=cmd_synth)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

