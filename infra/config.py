@@ -10,6 +10,7 @@ cloud does not sell, min > max, ...) from `_semantic_errors`, which sees the who
 from __future__ import annotations
 
 import difflib
+import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -213,14 +214,25 @@ class FleetConfigError(Exception):
         super().__init__("\n".join(f"{source}: {e}" for e in self.errors))
 
 
+_PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+
+
 def format_path(loc: Iterable[str | int]) -> str:
+    """('regions', 0, 'gpu_type') -> regions[0].gpu_type; odd keys are quoted: tags["a b"]."""
     out = ""
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        else:
+        elif _PLAIN_KEY.match(str(part)):
             out += f".{part}" if out else str(part)
+        else:
+            out += f"[{_quote(str(part))}]"
     return out
+
+
+def _quote(key: str) -> str:
+    """A key as a one-line, JSON-style quoted string."""
+    return json.dumps(key, ensure_ascii=False)
 
 
 def _suggest(word: str, choices: Iterable[str]) -> str:
@@ -265,9 +277,14 @@ def _field_names(model: type[BaseModel]) -> list[str]:
 
 def _pydantic_errors(exc: ValidationError) -> list[FieldError]:
     errors: list[FieldError] = []
-    for err in exc.errors(include_url=False):
+    raw = exc.errors(include_url=False)
+    locs = [tuple(e["loc"]) for e in raw]
+    for err in raw:
         loc = list(err["loc"])
         kind = err["type"]
+        # pydantic drops invalid items and then also reports the list as too short: noise.
+        if kind == "too_short" and any(o[: len(loc)] == tuple(loc) and len(o) > len(loc) for o in locs):
+            continue
         given = err.get("input")
         if kind == "extra_forbidden":
             key = str(loc[-1])
@@ -307,13 +324,18 @@ def _semantic_errors(fleet: Fleet) -> list[FieldError]:
                 )
             )
         elif (r.cloud, r.region) in seen:
-            errors.append(FieldError(f"{p}.region", f"duplicate region: already used by regions[{seen[(r.cloud, r.region)]}]"))
+            errors.append(
+                FieldError(f"{p}.region", f"duplicate region: already used by regions[{seen[(r.cloud, r.region)]}]")
+            )
         else:
             seen[(r.cloud, r.region)] = i
         offered = GPU_OFFERINGS[r.cloud]
         if r.gpu_type not in GPUS:
             errors.append(
-                FieldError(f"{p}.gpu_type", f"unknown gpu type '{r.gpu_type}'{_suggest(r.gpu_type, GPUS)}; allowed: {_allowed(GPUS)}")
+                FieldError(
+                    f"{p}.gpu_type",
+                    f"unknown gpu type '{r.gpu_type}'{_suggest(r.gpu_type, GPUS)}; allowed: {_allowed(GPUS)}",
+                )
             )
         elif r.gpu_type not in offered:
             errors.append(
@@ -337,22 +359,34 @@ def _semantic_errors(fleet: Fleet) -> list[FieldError]:
         if r.min_replicas > r.max_replicas:
             errors.append(FieldError(f"{p}.min_replicas", f"{r.min_replicas} is above max_replicas ({r.max_replicas})"))
         if r.on_demand_base > r.max_replicas:
-            errors.append(FieldError(f"{p}.on_demand_base", f"{r.on_demand_base} is above max_replicas ({r.max_replicas})"))
+            errors.append(
+                FieldError(f"{p}.on_demand_base", f"{r.on_demand_base} is above max_replicas ({r.max_replicas})")
+            )
         if len(r.capacity_reservations) != len(set(r.capacity_reservations)):
             errors.append(FieldError(f"{p}.capacity_reservations", "lists the same reservation twice"))
         if r.cloud == Cloud.AWS:
             bad = [c for c in r.capacity_reservations if not re.fullmatch(r"cr-[0-9a-f]{8,17}", c)]
             if bad:
-                errors.append(FieldError(f"{p}.capacity_reservations", f"{bad[0]!r} is not an AWS capacity reservation id (cr-...)"))
+                errors.append(
+                    FieldError(
+                        f"{p}.capacity_reservations", f"{bad[0]!r} is not an AWS capacity reservation id (cr-...)"
+                    )
+                )
         if r.cloud == Cloud.GCP and fleet.gcp.project is None:
             errors.append(FieldError("gcp.project", f"required because {p} is a gcp region"))
     if len(canaries) > 1:
-        errors.append(FieldError(f"regions[{canaries[1]}].canary", f"only one canary region allowed (regions[{canaries[0]}] is one)"))
+        errors.append(
+            FieldError(
+                f"regions[{canaries[1]}].canary", f"only one canary region allowed (regions[{canaries[0]}] is one)"
+            )
+        )
     g = fleet.global_
     if not (g.domain == g.hosted_zone or g.domain.endswith("." + g.hosted_zone)):
         errors.append(FieldError("global.domain", f"'{g.domain}' is not inside hosted_zone '{g.hosted_zone}'"))
     if g.mode == GlobalMode.GLOBAL_ACCELERATOR and fleet.regions_of(Cloud.GCP):
-        errors.append(FieldError("global.mode", "global-accelerator works for AWS-only fleets; use latency-dns with gcp regions"))
+        errors.append(
+            FieldError("global.mode", "global-accelerator works for AWS-only fleets; use latency-dns with gcp regions")
+        )
     names = [p.name for p in fleet.routing.pools]
     for i, pool in enumerate(fleet.routing.pools):
         if names.index(pool.name) != i:
@@ -374,13 +408,11 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
     seen: set[Any] = set()
     for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+        key = loader.construct_object(key_node, deep=deep)
         if isinstance(key, list | dict):
             raise yaml.constructor.ConstructorError(None, None, "a mapping key must be a scalar", key_node.start_mark)
         if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
         seen.add(key)
     return loader.construct_mapping(node, deep=deep)
 
@@ -393,7 +425,9 @@ def parse_fleet(data: object, source: str = "<fleet>") -> Fleet:
     if data is None:
         raise FleetConfigError(source, [FieldError("", "file is empty; it needs at least 'global' and 'regions'")])
     if not isinstance(data, Mapping):
-        raise FleetConfigError(source, [FieldError("", f"top level must be a mapping of keys, got {type(data).__name__}")])
+        raise FleetConfigError(
+            source, [FieldError("", f"top level must be a mapping of keys, got {type(data).__name__}")]
+        )
     try:
         fleet = Fleet.model_validate(dict(data))
     except ValidationError as exc:
