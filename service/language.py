@@ -45,30 +45,35 @@ _SCRIPTS: tuple[tuple[str, re.Pattern[str]], ...] = (
 _LATIN = re.compile(r"[A-Za-z\u00c0-\u024f]")
 _WORD = re.compile(r"[a-z\u00c0-\u024f']+")
 
+
+def _stop(words: str) -> frozenset[str]:
+    return frozenset(words.split())
+
+
 _STOPWORDS: dict[str, frozenset[str]] = {
-    "en": frozenset(
+    "en": _stop(
         "the and is are was what how why when where who which to of in on you your it for this that with can "
-        "could would should do does i my me please a an be have has not from about".split()
+        "could would should do does i my me please a an be have has not from about"
     ),
-    "es": frozenset(
-        "el la los las de del que y en un una es por para con cómo qué cuál por qué no se al mi está son puedes "
-        "me lo le su muy pero también hay".split()
+    "es": _stop(
+        "el la los las de del que y en un una es por para con cómo qué cuál no se al mi está son puedes "
+        "me lo le su muy pero también hay"
     ),
-    "fr": frozenset(
+    "fr": _stop(
         "le la les des est et un une du que qui pour dans pas je vous tu ce comment pourquoi avec sur il elle "
-        "au aux ne mon ma mes c'est qu'est-ce peux pouvez".split()
+        "au aux ne mon ma mes c'est qu'est-ce peux pouvez"
     ),
-    "de": frozenset(
+    "de": _stop(
         "der die das und ist nicht ein eine einen ich du sie wie was warum mit für auf den dem zu es kann bitte "
-        "mir mich ich wir ihr sind oder auch noch".split()
+        "mir mich wir ihr sind oder auch noch"
     ),
-    "pt": frozenset(
+    "pt": _stop(
         "o os as de que e em um uma não para com como por você é do da dos das isso esse essa meu minha "
-        "pode posso muito também".split()
+        "pode posso muito também"
     ),
-    "it": frozenset(
+    "it": _stop(
         "il lo la gli le di che e è un una per non come perché sono con del della dei questo questa mi "
-        "puoi posso anche molto".split()
+        "puoi posso anche molto"
     ),
 }
 _DIACRITICS: tuple[tuple[str, re.Pattern[str], int], ...] = (

@@ -4,9 +4,9 @@ The fleet file lists pools (`routing.pools`): a name, the served model name clie
 ask for, the intents it takes (general/code/math) and either a remote URL or none (the
 local engine). `PoolRouter.route(model, text)`:
 
-- `model` is "auto" or the configured default (or missing): classify `text` (the last
-  user message; this holds even when the default names a pool's model) and pick the first pool taking that intent, else the first pool taking
-  "general", else the first pool;
+- `model` is "auto" or the configured default (or missing; this holds even when the
+  default names a pool's model): classify `text` (the last user message) and pick the
+  first pool taking that intent, else the first pool taking "general", else the first;
 - `model` names a pool's model: that pool, no classification;
 - anything else: `ModelNotFoundError` (the gateway answers 404 `model_not_found`).
 
