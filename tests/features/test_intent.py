@@ -1,0 +1,65 @@
+"""Intent classifier measured on the labelled evaluation set (tests/data)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from service.intent import Intent, classify, last_user_text, request_text
+
+DATA = Path(__file__).resolve().parent.parent / "data" / "intent_queries.jsonl"
+
+
+def load() -> list[dict[str, str]]:
+    return [json.loads(line) for line in DATA.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def test_evaluation_set_is_large_varied_and_labelled() -> None:
+    rows = load()
+    assert len(rows) >= 200
+    assert len({r["text"] for r in rows}) == len(rows)
+    groups = Counter((r["lang"], r["label"]) for r in rows)
+    for lang in ("en", "zh"):
+        for label in Intent:
+            assert groups[(lang, label.value)] >= 25, (lang, label)
+
+
+def test_accuracy_on_the_labelled_set_is_at_least_95_percent() -> None:
+    rows = load()
+    wrong = [(r["label"], classify(r["text"]).value, r["text"]) for r in rows if classify(r["text"]) != r["label"]]
+    accuracy = 1 - len(wrong) / len(rows)
+    assert accuracy >= 0.95, f"accuracy {accuracy:.3f}; misclassified (label, got, text): {wrong}"
+    for lang in ("en", "zh"):
+        subset = [r for r in rows if r["lang"] == lang]
+        lang_ok = sum(classify(r["text"]) == r["label"] for r in subset) / len(subset)
+        assert lang_ok >= 0.9, f"{lang}: {lang_ok:.3f}"
+
+
+@pytest.mark.parametrize(
+    ("text", "intent"),
+    [
+        ("", Intent.GENERAL),
+        ("```\nSELECT 1;\n```", Intent.CODE),
+        ("what is 7 * 6", Intent.MATH),
+        ("今天天气怎么样？", Intent.GENERAL),
+    ],
+)
+def test_edge_cases(text: str, intent: Intent) -> None:
+    assert classify(text) == intent
+
+
+def test_the_last_user_message_is_what_gets_classified() -> None:
+    messages = [
+        {"role": "system", "content": "You are a helpful assistant."},
+        {"role": "user", "content": "Write a Python function to parse JSON."},
+        {"role": "assistant", "content": "Sure..."},
+        {"role": "user", "content": [{"type": "text", "text": "Now solve x^2 = 16"}, {"type": "image_url"}]},
+    ]
+    assert last_user_text(messages) == "Now solve x^2 = 16"
+    assert request_text({"messages": messages}) == "Now solve x^2 = 16"
+    assert request_text({"prompt": ["a", "def f(): pass"]}) == "def f(): pass"
+    assert request_text({"messages": [{"role": "system", "content": "x"}]}) == ""
+    assert classify(request_text({"messages": messages})) == Intent.MATH
