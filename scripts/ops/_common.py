@@ -57,15 +57,15 @@ def boto3_factory(*, endpoint_url: str | None = None, profile: str | None = None
 
     boto3 also honours AWS_ENDPOINT_URL, which is how a run is aimed at moto_server.
     """
-    import boto3
-    from botocore.config import Config
+    import boto3  # type: ignore[import-untyped]
+    from botocore.config import Config  # type: ignore[import-untyped]
 
     session = boto3.session.Session(profile_name=profile)
     config = Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=5, read_timeout=30)
 
     @functools.cache
     def make(service: str, region: str) -> Any:
-        return session.client(service, region_name=region, endpoint_url=endpoint_url, config=config)  # type: ignore[call-overload]
+        return session.client(service, region_name=region, endpoint_url=endpoint_url, config=config)
 
     return make
 
@@ -73,7 +73,7 @@ def boto3_factory(*, endpoint_url: str | None = None, profile: str | None = None
 def cloud_error_message(exc: BaseException) -> str | None:
     """One line for the cloud SDK errors an operator can act on; None if not one of them."""
     try:
-        from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
     except ImportError:  # pragma: no cover - boto3 is in the ops extra
         pass
     else:

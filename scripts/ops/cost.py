@@ -183,7 +183,8 @@ def render(cost: FleetCost) -> str:
         table(header, rows),
         "",
         f"monthly = {HOURS_PER_MONTH:g} h; r/od/s = reserved / on-demand / spot replicas; prices: {', '.join(sources)}",
-        f"saving against all on-demand: {_money(lo.saving)}/month at min replicas ({_pct(lo.saving, lo.monthly_all_on_demand)}), "
+        f"saving against all on-demand: {_money(lo.saving)}/month at min replicas "
+        f"({_pct(lo.saving, lo.monthly_all_on_demand)}), "
         f"{_money(hi.saving)}/month at max replicas ({_pct(hi.saving, hi.monthly_all_on_demand)})",
     ]
     return "\n".join(lines)

@@ -41,17 +41,18 @@ def build_outputs(doc: dict[str, Any], only: str | None = None) -> dict[str, str
     canary = [e for e in regional if e["canary"]]
     others = [e for e in regional if not e["canary"]]
     apply_global = "global" in names and (not only or only == "global")
-    compact = {"separators": (",", ":")}
     return {
-        "stacks": json.dumps(entries, **compact),  # type: ignore[arg-type]
-        "canary": json.dumps(canary, **compact),  # type: ignore[arg-type]
-        "regions": json.dumps(others, **compact),  # type: ignore[arg-type]
+        "stacks": json.dumps(entries, separators=(",", ":")),
+        "canary": json.dumps(canary, separators=(",", ":")),
+        "regions": json.dumps(others, separators=(",", ":")),
         "global": "true" if apply_global else "false",
     }
 
 
 def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int:
-    parser = ArgParser(prog="python -m scripts.ops.matrix", description="deploy matrix from `python -m infra stacks --json`")
+    parser = ArgParser(
+        prog="python -m scripts.ops.matrix", description="deploy matrix from `python -m infra stacks --json`"
+    )
     parser.add_argument("stacks_json", help="file with the output of `python -m infra stacks --json` ('-': stdin)")
     parser.add_argument("--only", default="", help="apply just this stack (workflow_dispatch); empty: all")
     args = parser.parse_args(argv)
