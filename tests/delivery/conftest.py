@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -239,7 +239,7 @@ def _load_routes() -> list[dict[str, Any]]:
 
 
 class _ReplayHandler(BaseHTTPRequestHandler):
-    routes: list[dict[str, Any]] = []
+    routes: ClassVar[list[dict[str, Any]]] = []
     recorder: Recorder
 
     def log_message(self, format: str, *args: Any) -> None:

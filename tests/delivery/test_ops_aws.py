@@ -53,11 +53,15 @@ def test_preflight_aws_region(fleet: Fleet, aws: AwsClientFactory, seeded: Seede
 
     check = preflight.check_aws(aws, fleet.canary, now=dt.datetime.now(dt.UTC))
     assert check.instance_type == "g5.xlarge"
-    assert len(check.zones) >= 2 and all(z.startswith("us-west-2") for z in check.zones)
-    assert check.on_demand is not None and check.on_demand.need == fleet.canary.on_demand_base * 4
-    assert check.spot is not None and check.spot.need == fleet.canary.spot_max * 4
+    assert len(check.zones) >= 2
+    assert all(z.startswith("us-west-2") for z in check.zones)
+    assert check.on_demand is not None
+    assert check.on_demand.need == fleet.canary.on_demand_base * 4
+    assert check.spot is not None
+    assert check.spot.need == fleet.canary.spot_max * 4
     # moto has no EC2 quotas in Service Quotas: the tool says so instead of guessing.
-    assert check.on_demand.limit is None and check.fits is None
+    assert check.on_demand.limit is None
+    assert check.fits is None
     assert any("quota unreadable" in n or "not found" in n for n in check.notes)
     assert check.spot_price.startswith("$")
 
@@ -80,4 +84,6 @@ def test_bad_fleet_file_is_one_line(tmp_path: object, capsys: pytest.CaptureFixt
     bad.write_text("global: {domain: api.example.com, hosted_zone: example.com}\nregions: []\n", encoding="utf-8")
     assert fleet_status.main(["--file", str(bad)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("fleet_status: error:") and "regions" in err[0]
+    assert len(err) == 1
+    assert err[0].startswith("fleet_status: error:")
+    assert "regions" in err[0]

@@ -31,7 +31,8 @@ def test_preflight_reads_quotas_and_zones(fleet: Fleet, gcp_clients: Any, gcp_re
     region = _gcp_region(fleet)
     check = preflight.check_gcp(gcp_clients, "llm-fleet-example", region, PriceTable())
     # regions.get: NVIDIA_L4_GPUS limit 4 covers the base of 1; PREEMPTIBLE limit 2 < spot max 3.
-    assert check.on_demand is not None and check.spot is not None
+    assert check.on_demand is not None
+    assert check.spot is not None
     assert (check.on_demand.need, check.on_demand.limit) == (1, 4)
     assert (check.spot.need, check.spot.limit) == (3, 2)
     assert check.zones == ["asia-southeast1-a", "asia-southeast1-b"]  # -c returned a NO_RESULTS warning
@@ -39,7 +40,9 @@ def test_preflight_reads_quotas_and_zones(fleet: Fleet, gcp_clients: Any, gcp_re
     assert check.verdict == "DOES NOT FIT"
     assert check.spot_price.startswith("$0.421/h")
     sent = [path for method, path, _ in gcp_replay[1].requests if "acceleratorTypes" in path]
-    assert sent and "filter=" in sent[-1] and "nvidia-l4" in sent[-1]
+    assert sent
+    assert "filter=" in sent[-1]
+    assert "nvidia-l4" in sent[-1]
 
 
 def test_preflight_fits_when_spot_fits(fleet: Fleet, gcp_clients: Any) -> None:
@@ -63,7 +66,9 @@ def test_preflight_gcp_error_is_one_line(fleet: Fleet, gcp_clients: Any) -> None
     with pytest.raises(GoogleAPIError) as info:
         preflight.collect(one_region, aws=_no_aws, gcp=gcp_clients, progress=Progress(1, io.StringIO(), enabled=False))
     message = cloud_error_message(info.value)
-    assert message is not None and message.startswith("GCP: 404") and "\n" not in message
+    assert message is not None
+    assert message.startswith("GCP: 404")
+    assert "\n" not in message
 
 
 def _no_aws(service: str, region: str) -> Any:
