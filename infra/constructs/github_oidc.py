@@ -1,0 +1,170 @@
+"""OIDC trust for GitHub Actions: the only way the deploy workflow reaches the clouds.
+
+Two construct functions, wired into the bootstrap stack:
+
+- `aws_github_oidc(scope, fleet=...)`: the IAM OIDC provider for
+  token.actions.githubusercontent.com, a read-only *plan* role whose trust pins
+  `repo:<repository>:pull_request`, and one *deploy* role per GitHub environment (one per
+  stack that the workflow applies) whose trust pins `repo:<repository>:environment:<stack>`.
+- `gcp_github_oidc(scope, fleet=...)`: a workload identity pool + OIDC provider whose
+  attribute_condition pins `assertion.repository`, a plan and a deploy service account,
+  and `roles/iam.workloadIdentityUser` bindings for the matching principal sets.
+
+The audience is `sts.amazonaws.com` (AWS, the configure-aws-credentials default) and the
+provider's default audience on GCP. Permissions granted to the roles are the lead's /
+stack owners' choice; here: ReadOnlyAccess + state access for plan, AdministratorAccess
+scoped by the trust for deploy (the environment's protection rules are the gate).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from infra.config import Fleet
+
+GITHUB_OIDC_HOST = "token.actions.githubusercontent.com"
+GITHUB_OIDC_URL = f"https://{GITHUB_OIDC_HOST}"
+AWS_AUDIENCE = "sts.amazonaws.com"
+
+
+def deploy_environments(fleet: Fleet) -> list[str]:
+    """GitHub environments the deploy workflow applies through: every region stack and global."""
+    return [name for name in fleet.stack_names() if name != "bootstrap"]
+
+
+def aws_trust_policy(provider_arn: str, repository: str, subjects: list[str]) -> str:
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": {"Federated": provider_arn},
+                    "Action": "sts:AssumeRoleWithWebIdentity",
+                    "Condition": {
+                        "StringEquals": {
+                            f"{GITHUB_OIDC_HOST}:aud": AWS_AUDIENCE,
+                            f"{GITHUB_OIDC_HOST}:sub": [f"repo:{repository}:{s}" for s in subjects],
+                        }
+                    },
+                }
+            ],
+        },
+        sort_keys=True,
+    )
+
+
+@dataclass(frozen=True)
+class AwsGithubOidc:
+    provider: object
+    plan_role: object
+    deploy_roles: dict[str, object]
+
+
+def aws_github_oidc(scope: object, *, fleet: Fleet) -> AwsGithubOidc:
+    # Deferred: a stack that only needs one cloud never pays for the other's bindings.
+    from cdktf_cdktf_provider_aws.iam_openid_connect_provider import IamOpenidConnectProvider  # noqa: PLC0415
+    from cdktf_cdktf_provider_aws.iam_role import IamRole  # noqa: PLC0415
+
+    repo = fleet.github.repository
+    provider = IamOpenidConnectProvider(
+        scope,  # type: ignore[arg-type]
+        "github_oidc_provider",
+        url=GITHUB_OIDC_URL,
+        client_id_list=[AWS_AUDIENCE],
+    )
+    plan = IamRole(
+        scope,  # type: ignore[arg-type]
+        "github_plan_role",
+        name=f"{fleet.project}-github-plan",
+        description=f"terraform plan from pull requests of {repo}",
+        assume_role_policy=aws_trust_policy(provider.arn, repo, ["pull_request"]),
+        managed_policy_arns=["arn:aws:iam::aws:policy/ReadOnlyAccess"],
+        max_session_duration=3600,
+    )
+    deploy: dict[str, object] = {}
+    for env in deploy_environments(fleet):
+        deploy[env] = IamRole(
+            scope,  # type: ignore[arg-type]
+            f"github_deploy_role_{env.replace('-', '_')}",
+            name=f"{fleet.project}-github-deploy-{env}"[:64],
+            description=f"terraform apply of {env} from the {env} environment of {repo}",
+            assume_role_policy=aws_trust_policy(provider.arn, repo, [f"environment:{env}"]),
+            managed_policy_arns=["arn:aws:iam::aws:policy/AdministratorAccess"],
+            max_session_duration=3600,
+        )
+    return AwsGithubOidc(provider, plan, deploy)
+
+
+@dataclass(frozen=True)
+class GcpGithubOidc:
+    pool: object
+    provider: object
+    plan_account: object
+    deploy_account: object
+
+
+def gcp_github_oidc(scope: object, *, fleet: Fleet) -> GcpGithubOidc:
+    from cdktf_cdktf_provider_google.iam_workload_identity_pool import IamWorkloadIdentityPool  # noqa: PLC0415
+    from cdktf_cdktf_provider_google.iam_workload_identity_pool_provider import (  # noqa: PLC0415
+        IamWorkloadIdentityPoolProvider,
+        IamWorkloadIdentityPoolProviderOidc,
+    )
+    from cdktf_cdktf_provider_google.service_account import ServiceAccount  # noqa: PLC0415
+    from cdktf_cdktf_provider_google.service_account_iam_member import ServiceAccountIamMember  # noqa: PLC0415
+
+    project = fleet.gcp.project
+    repo = fleet.github.repository
+    pool = IamWorkloadIdentityPool(
+        scope,  # type: ignore[arg-type]
+        "github_pool",
+        project=project,
+        workload_identity_pool_id=f"{fleet.project}-github"[:32],
+        display_name="GitHub Actions",
+        description=f"workflows of {repo}",
+    )
+    provider = IamWorkloadIdentityPoolProvider(
+        scope,  # type: ignore[arg-type]
+        "github_pool_provider",
+        project=project,
+        workload_identity_pool_id=pool.workload_identity_pool_id,
+        workload_identity_pool_provider_id="github",
+        display_name="GitHub Actions OIDC",
+        attribute_mapping={
+            "google.subject": "assertion.sub",
+            "attribute.repository": "assertion.repository",
+            "attribute.environment": "assertion.environment",
+            "attribute.event_name": "assertion.event_name",
+        },
+        attribute_condition=f"assertion.repository == '{repo}'",
+        oidc=IamWorkloadIdentityPoolProviderOidc(issuer_uri=GITHUB_OIDC_URL),
+    )
+    accounts = {}
+    for kind in ("plan", "deploy"):
+        accounts[kind] = ServiceAccount(
+            scope,  # type: ignore[arg-type]
+            f"github_{kind}_account",
+            project=project,
+            account_id=f"{fleet.project}-gh-{kind}"[:30],
+            display_name=f"GitHub Actions {kind} ({repo})",
+        )
+    principal = f"principal://iam.googleapis.com/{pool.name}/subject/repo:{repo}"
+    ServiceAccountIamMember(
+        scope,  # type: ignore[arg-type]
+        "github_plan_binding",
+        service_account_id=accounts["plan"].name,
+        role="roles/iam.workloadIdentityUser",
+        member=f"{principal}:pull_request",
+    )
+    for env in deploy_environments(fleet):
+        if env.startswith("aws-"):
+            continue  # AWS region stacks never touch GCP
+        ServiceAccountIamMember(
+            scope,  # type: ignore[arg-type]
+            f"github_deploy_binding_{env.replace('-', '_')}",
+            service_account_id=accounts["deploy"].name,
+            role="roles/iam.workloadIdentityUser",
+            member=f"{principal}:environment:{env}",
+        )
+    return GcpGithubOidc(pool, provider, accounts["plan"], accounts["deploy"])
