@@ -231,8 +231,9 @@ def format_path(loc: Iterable[str | int]) -> str:
 
 
 def _quote(key: str) -> str:
-    """A key as a one-line, JSON-style quoted string."""
-    return json.dumps(key, ensure_ascii=False)
+    """A key as a one-line, JSON-style quoted string (non-printable characters escaped)."""
+    text = json.dumps(key, ensure_ascii=False)
+    return "".join(ch if ch.isprintable() else f"\\u{ord(ch):04x}" for ch in text)
 
 
 def _suggest(word: str, choices: Iterable[str]) -> str:

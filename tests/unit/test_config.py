@@ -271,3 +271,9 @@ def test_catalogue_is_consistent() -> None:
         assert all(z.startswith(info.name + "-") for z in info.zones)
     assert not GPUS["v100"].int8
     assert all(GPUS[g].int8 for g in ("t4", "a10g", "l4"))
+
+
+def test_odd_keys_are_quoted_on_one_line() -> None:
+    msg = only_error(fleet_with(**{"a b\u2028c": 1}))
+    assert msg.startswith('["a b\\u2028c"]: unknown key')
+    assert len(msg.splitlines()) == 1
