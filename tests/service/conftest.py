@@ -7,6 +7,7 @@ from pathlib import Path
 
 import httpx
 import openai
+import psutil
 import pytest
 
 from tests.service.helpers import API_KEY, TINY_MODEL, Gateway, free_port, start_gateway
@@ -31,6 +32,7 @@ def supervised(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
             "1024",
             "--max-tokens-cap",
             "512",
+            "--engine-args=--enforce-eager",  # no torch.compile: the tiny model starts in seconds
             "--engine-port",
             str(engine_port),
             "--engine-log-file",
@@ -53,9 +55,18 @@ def supervised(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
         gateway.wait_ready(ENGINE_START_TIMEOUT_S)
         yield gateway
     finally:
-        gateway.stop()
-        engine_log = tmp / "engine.log"
-        assert gateway.process.returncode == 0, gateway.log_tail() + engine_log.read_text(errors="replace")[-3000:]
+        engines = [
+            child
+            for child in psutil.Process(gateway.process.pid).children(recursive=True)
+            if child.is_running() and child.status() != psutil.STATUS_ZOMBIE
+        ]
+        gateway.stop(drain=True)  # serve window 0: the drain stops vLLM and exits 0
+        _, alive = psutil.wait_procs(engines, timeout=10)
+        for leftover in alive:
+            leftover.kill()
+        engine_log = (tmp / "engine.log").read_text(errors="replace")[-3000:]
+        assert gateway.process.returncode == 0, gateway.log_tail() + engine_log
+        assert not alive, f"engine processes outlived the gateway: {[p.pid for p in alive]}"
 
 
 @pytest.fixture(scope="session")

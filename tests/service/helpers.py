@@ -76,10 +76,15 @@ class Gateway:
         except OSError:
             return "(no log)"
 
-    def stop(self, timeout_s: float = 60.0) -> None:
+    def stop(self, timeout_s: float = 60.0, *, drain: bool = False) -> None:
+        """SIGTERM (drain) or two SIGINTs (the second skips the drain); SIGKILL past the timeout."""
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            self.process.send_signal(signal.SIGINT)  # the second SIGINT skips the drain
+            if drain:
+                self.process.send_signal(signal.SIGTERM)
+            else:
+                self.process.send_signal(signal.SIGINT)
+                time.sleep(0.2)
+                self.process.send_signal(signal.SIGINT)
             try:
                 self.process.wait(timeout_s)
             except subprocess.TimeoutExpired:

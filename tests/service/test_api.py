@@ -58,7 +58,9 @@ def test_completion(client: openai.OpenAI) -> None:
 
 
 def test_completion_stream(client: openai.OpenAI) -> None:
-    texts = [c.choices[0].text for c in client.completions.create(model=SERVED, prompt="a b c", max_tokens=5, stream=True)]
+    texts = [
+        c.choices[0].text for c in client.completions.create(model=SERVED, prompt="a b c", max_tokens=5, stream=True)
+    ]
     assert texts
 
 

@@ -1,0 +1,126 @@
+"""Drain under load: SIGTERM, an AWS spot notice and rebalance recommendation (IMDSv2), a GCP
+preemption (metadata server). Gateways attach to the session engine; the engine is real."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import httpx
+import openai
+import pytest
+
+from tests.service.helpers import API_KEY, SERVED, Gateway, wait_for
+from tests.service.metadata_server import metadata_server
+
+pytestmark = [pytest.mark.engine, pytest.mark.slow]
+
+CLIENTS = 16
+SERVE_S = 5.0
+# Long enough that every client is still generating when the serve window closes.
+MAX_TOKENS = 600
+
+
+def _one_request(client: openai.OpenAI, index: int, start: threading.Barrier) -> int:
+    """A long generation; streaming for even indexes. Returns the tokens received."""
+    start.wait(30)
+    if index % 2 == 0:
+        stream = client.chat.completions.create(
+            model=SERVED,
+            messages=[{"role": "user", "content": f"story {index}"}],
+            max_tokens=MAX_TOKENS,
+            stream=True,
+            extra_body={"ignore_eos": True},
+        )
+        chunks = [chunk for chunk in stream if chunk.choices and chunk.choices[0].delta.content is not None]
+        assert chunks, "empty stream"
+        return len(chunks)
+    completion = client.completions.create(
+        model=SERVED, prompt=f"story {index}", max_tokens=MAX_TOKENS, extra_body={"ignore_eos": True}
+    )
+    assert completion.usage is not None
+    assert completion.usage.completion_tokens == MAX_TOKENS
+    return completion.usage.completion_tokens
+
+
+def _drain_under_load(gateway: Gateway, trigger: Callable[[], None]) -> None:
+    """Detection time is measured by the bench; here the bound only keeps the test finite."""
+    gateway.wait_ready(60)
+    client = openai.OpenAI(base_url=gateway.url + "/v1", api_key=API_KEY, max_retries=0, timeout=120)
+    with ThreadPoolExecutor(CLIENTS) as pool:
+        start = threading.Barrier(CLIENTS)
+        futures: list[Future[int]] = [pool.submit(_one_request, client, i, start) for i in range(CLIENTS)]
+        wait_for(lambda: gateway.health().json()["in_flight"] >= CLIENTS, 30, f"{CLIENTS} requests in flight")
+        trigger()
+        wait_for(lambda: gateway.health().status_code == 503, 10, "readiness 503", interval_s=0.02)
+        body = gateway.health().json()
+        assert body["ready"] is False
+        assert body["status"] == "draining"
+        assert gateway.health("/health/live").status_code == 200
+
+        # Inside the serve window the load balancer may still send traffic: it is admitted and served
+        # (admission is decided when the request arrives; a rejecting gateway would answer 503).
+        assert body["drain"] == "draining"
+        served = client.completions.create(model=SERVED, prompt="late but welcome", max_tokens=1)
+        assert served.choices
+
+        wait_for(lambda: gateway.health().json()["drain"] == "rejecting", SERVE_S + 10, "the reject phase")
+        assert gateway.health().json()["in_flight"] > 0, "requests finished before the reject phase: test too weak"
+        rejected = httpx.post(
+            gateway.url + "/v1/completions",
+            json={"model": SERVED, "prompt": "too late", "max_tokens": 1},
+            headers={"authorization": f"Bearer {API_KEY}"},
+            timeout=10,
+        )
+        assert rejected.status_code == 503
+        assert rejected.headers["retry-after"] == "5"
+        assert rejected.json()["error"]["code"] == "draining"
+
+        tokens = [future.result(timeout=120) for future in futures]  # every in-flight request completes
+    assert all(count >= 1 for count in tokens)
+    assert gateway.process.wait(60) == 0, gateway.log_tail()
+
+
+def _attached_with_watchers(attach: Callable[..., Gateway], metadata_url: str, name: str) -> Gateway:
+    return attach(
+        "--drain-serve-s",
+        str(SERVE_S),
+        "--drain-finish-s",
+        "60",
+        "--gcp-drain-serve-s",
+        str(SERVE_S),
+        "--gcp-drain-finish-s",
+        "60",
+        "--watch-aws",
+        "--aws-metadata-url",
+        metadata_url,
+        "--aws-poll-interval-s",
+        "0.5",
+        "--watch-gcp",
+        "--gcp-metadata-url",
+        metadata_url,
+        name=name,
+    )
+
+
+def test_drain_on_sigterm(attach: Callable[..., Gateway]) -> None:
+    gateway = attach("--drain-serve-s", str(SERVE_S), "--drain-finish-s", "60", name="sigterm")
+    _drain_under_load(gateway, lambda: gateway.process.send_signal(signal.SIGTERM))
+
+
+@pytest.mark.parametrize("notice", ["spot", "rebalance"])
+def test_drain_on_aws_notice(attach: Callable[..., Gateway], notice: str) -> None:
+    with metadata_server() as (url, state):
+        gateway = _attached_with_watchers(attach, url, f"aws-{notice}")
+        event = state.spot if notice == "spot" else state.rebalance
+        _drain_under_load(gateway, event.set)
+        assert state.token_requests >= 1
+        assert state.unauthorised == 0
+
+
+def test_drain_on_gcp_preemption(attach: Callable[..., Gateway]) -> None:
+    with metadata_server() as (url, state):
+        gateway = _attached_with_watchers(attach, url, "gcp")
+        _drain_under_load(gateway, state.preempted.set)
