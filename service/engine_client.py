@@ -91,7 +91,9 @@ class HttpEngineClient:
             limits=httpx.Limits(
                 max_connections=max_connections,
                 max_keepalive_connections=max_connections,
-                keepalive_expiry=30.0,
+                # Below the engine's keep-alive (uvicorn: 5 s) so a pooled connection is never
+                # reused just as the engine closes it (a ReadError on the next request).
+                keepalive_expiry=4.0,
             ),
             trust_env=False,
         )

@@ -191,6 +191,7 @@ class Gateway:
         try:
             upstream = await engine.open(route.method, route.path, prepared.body, request_id=prepared.request_id)
         except EngineUnavailableError as exc:
+            log.warning("engine request failed", extra={"engine": engine.name, "error": str(exc)})
             raise ApiError(502, f"Upstream engine error: {exc}.", code="engine_unavailable") from exc
         headers = forwardable_headers(upstream.headers)
         if prepared.stream and upstream.status_code == 200:

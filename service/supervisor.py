@@ -64,8 +64,11 @@ def engine_argv(settings: ServiceSettings, port: int, *, gpu: bool) -> list[str]
 class EngineProcess:
     """One vLLM OpenAI server process in its own process group (it forks an engine core)."""
 
-    def __init__(self, settings: ServiceSettings) -> None:
+    def __init__(
+        self, settings: ServiceSettings, argv: Callable[[ServiceSettings, int, bool], list[str]] | None = None
+    ) -> None:
         self._settings = settings
+        self._argv = argv or (lambda s, port, gpu: engine_argv(s, port, gpu=gpu))
         self._process: asyncio.subprocess.Process | None = None
         self._log: IO[bytes] | None = None
         self.port = 0
@@ -82,7 +85,7 @@ class EngineProcess:
         settings = self._settings
         self.port = settings.engine_port or free_port()
         gpu = settings.device == "gpu" or (settings.device == "auto" and gpu_present())
-        argv = engine_argv(settings, self.port, gpu=gpu)
+        argv = self._argv(settings, self.port, gpu)
         if settings.engine_log_file is not None and self._log is None:
             self._log = settings.engine_log_file.open("ab")
         log.info("starting engine", extra={"argv": argv})

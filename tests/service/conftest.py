@@ -86,7 +86,16 @@ def attach(engine_url: str, tmp_path: Path) -> Iterator[AttachedFactory]:
     def factory(*args: str, name: str = "attached", engine: str | None = None) -> Gateway:
         gateway = start_gateway(
             tmp_path,
-            ["--engine-url", engine or engine_url, "--probe-interval-s", "1", *args],
+            # Generous connect timeout: the test machine is shared and often overloaded.
+            [
+                "--engine-url",
+                engine or engine_url,
+                "--probe-interval-s",
+                "1",
+                "--upstream-connect-timeout-s",
+                "30",
+                *args,
+            ],
             name=f"{name}-{len(started)}",
         )
         started.append(gateway)
