@@ -23,7 +23,7 @@ from starlette.responses import Response, StreamingResponse
 from service.auth import ApiKeyAuth
 from service.drain import DrainController
 from service.engine_client import EngineClient, EngineUnavailableError, forwardable_headers
-from service.errors import ApiError
+from service.errors import ApiError, error_envelope
 from service.health import EngineHealth, EnginePhase
 from service.metrics import GatewayMetrics
 from service.protocol import ChatCompletionRequest, CompletionRequest, first_error
@@ -229,11 +229,18 @@ class Gateway:
                 if cut < 0:
                     continue
                 complete, pending = pending[: cut + 2], pending[cut + 2 :]
-                yield self._take_usage(route, complete, strip=prepared.strip_usage)
+                kept = self._take_usage(route, complete, strip=prepared.strip_usage)
+                if kept:
+                    yield kept
             if pending:
                 yield pending
         except httpx.HTTPError as exc:
+            # The status line is gone; tell the client in-band (the openai SDK raises on an error event).
             log.warning("engine stream broke", extra={"error": type(exc).__name__})
+            error = error_envelope(
+                502, f"Upstream engine stream broke: {type(exc).__name__}.", code="engine_unavailable"
+            )
+            yield b"data: " + json.dumps(error).encode() + b"\n\n"
         finally:
             await upstream.aclose()
 

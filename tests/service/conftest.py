@@ -29,7 +29,7 @@ def supervised(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
             "--model",
             str(TINY_MODEL),
             "--max-model-len",
-            "1024",
+            "4096",
             "--max-tokens-cap",
             "512",
             "--engine-args=--enforce-eager",  # no torch.compile: the tiny model starts in seconds

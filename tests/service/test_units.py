@@ -159,31 +159,32 @@ class TestDrain:
 class TestWatchers:
     @pytest.mark.parametrize("notice", ["spot", "rebalance"])
     def test_aws(self, notice: str) -> None:
-        with metadata_server() as (url, state):
+        with metadata_server() as metadata:
 
             async def scenario() -> list[str]:
                 seen: list[str] = []
-                task = asyncio.create_task(watch_aws(url, 0.05, seen.append))
+                task = asyncio.create_task(watch_aws(metadata.url, 0.05, seen.append))
                 await asyncio.sleep(0.3)
                 assert seen == []
-                (state.spot if notice == "spot" else state.rebalance).set()
+                await asyncio.to_thread(metadata.trigger, notice)
                 await asyncio.wait_for(task, 5)
                 return seen
 
             seen = asyncio.run(scenario())
-            assert state.unauthorised == 0
-            assert state.token_requests >= 1
+            stats = metadata.stats()
+            assert stats["unauthorised"] == 0
+            assert stats["token_requests"] >= 1
         assert seen == ["aws spot interruption notice" if notice == "spot" else "aws rebalance recommendation"]
 
     def test_gcp(self) -> None:
-        with metadata_server() as (url, state):
+        with metadata_server() as metadata:
 
             async def scenario() -> list[str]:
                 seen: list[str] = []
-                task = asyncio.create_task(watch_gcp(url, seen.append))
+                task = asyncio.create_task(watch_gcp(metadata.url, seen.append))
                 await asyncio.sleep(0.3)
                 assert seen == []
-                state.preempted.set()
+                await asyncio.to_thread(metadata.trigger, "preempt")
                 await asyncio.wait_for(task, 5)
                 return seen
 
