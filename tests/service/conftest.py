@@ -86,12 +86,14 @@ def attach(engine_url: str, tmp_path: Path) -> Iterator[AttachedFactory]:
     def factory(*args: str, name: str = "attached", engine: str | None = None) -> Gateway:
         gateway = start_gateway(
             tmp_path,
-            # Generous connect timeout: the test machine is shared and often overloaded.
+            # Generous timeouts: the test machine is shared and often overloaded.
             [
                 "--engine-url",
                 engine or engine_url,
                 "--probe-interval-s",
                 "1",
+                "--probe-timeout-s",
+                "60",
                 "--upstream-connect-timeout-s",
                 "30",
                 *args,
