@@ -1,0 +1,131 @@
+"""The app factory: `create_app(settings, engine=...)`; the engine runs inside the lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+
+from service import preemption, routes
+from service.auth import ApiKeyAuth
+from service.drain import DrainController
+from service.engine_client import HttpEngineClient
+from service.errors import error_response
+from service.metrics import GatewayMetrics
+from service.middleware import GatewayMiddleware, InFlight
+from service.proxy import PUBLIC_ROUTES, AdmissionPolicy, Gateway
+from service.settings import ServiceSettings
+from service.state import ServiceState
+from service.supervisor import EngineProcess, EngineSupervisor
+
+log = logging.getLogger("service")
+
+
+def build_engine(settings: ServiceSettings) -> EngineSupervisor:
+    """A supervised vLLM (settings.model) or an attached engine (settings.engine_url)."""
+    client = HttpEngineClient(
+        settings.engine_url or "http://127.0.0.1:0",
+        name="local",
+        connect_timeout_s=settings.upstream_connect_timeout_s,
+        read_timeout_s=settings.upstream_read_timeout_s,
+        max_connections=settings.upstream_max_connections,
+    )
+    process = EngineProcess(settings) if settings.supervised else None
+    return EngineSupervisor(settings, client, process=process)
+
+
+def create_app(
+    settings: ServiceSettings,
+    *,
+    engine: EngineSupervisor | None = None,
+    policies: Sequence[AdmissionPolicy] = (),
+) -> FastAPI:
+    """Build the gateway. Raises ValueError (naming the setting) for unusable settings."""
+    engine = engine or build_engine(settings)
+    auth = ApiKeyAuth(settings.load_api_keys(), disabled=settings.auth_disabled)
+    in_flight = InFlight()
+    holder: list[ServiceState] = []
+    drain = DrainController(in_flight, on_done=lambda: holder[0].request_exit(0, "drain finished"))
+    metrics = GatewayMetrics(ready=lambda: holder[0].ready, draining=lambda: drain.draining)
+    engine.on_restart = metrics.engine_restarts.inc
+    engine.on_fatal = lambda reason: holder[0].request_exit(1, reason)
+    gateway = Gateway(
+        settings,
+        engine=engine.client,
+        health=engine.health,
+        drain=drain,
+        auth=auth,
+        metrics=metrics,
+        in_flight=in_flight,
+        policies=policies,
+    )
+    state = ServiceState(settings, engine, drain, metrics, gateway, in_flight)
+    holder.append(state)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        watchers: list[asyncio.Task[None]] = []
+        metrics_server = None
+        await engine.start()
+        if settings.watch_aws:
+            watchers.append(
+                asyncio.create_task(
+                    preemption.watch_aws(settings.aws_metadata_url, settings.aws_poll_interval_s, state.begin_drain)
+                )
+            )
+        if settings.watch_gcp:
+            watchers.append(
+                asyncio.create_task(
+                    preemption.watch_gcp(settings.gcp_metadata_url, lambda r: state.begin_drain(r, gcp=True))
+                )
+            )
+        if settings.metrics_port is not None:
+            from prometheus_client import start_http_server  # noqa: PLC0415
+
+            metrics_server, _thread = start_http_server(
+                settings.metrics_port, addr=settings.host, registry=metrics.registry
+            )
+        try:
+            yield
+        finally:
+            for task in watchers:
+                task.cancel()
+            await drain.aclose()
+            await engine.stop()
+            await engine.client.aclose()
+            if metrics_server is not None:
+                metrics_server.shutdown()
+                metrics_server.server_close()
+            log.info("service stopped")
+
+    app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.service = state
+    app.include_router(routes.health)
+    app.include_router(routes.api)
+    if settings.metrics_token is not None:
+        app.include_router(routes.metrics)
+    app.add_middleware(
+        GatewayMiddleware, metrics=metrics, in_flight=in_flight, api_paths=frozenset(r.path for r in PUBLIC_ROUTES)
+    )
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_request: Request, exc: HTTPException) -> Response:
+        message = "Not found." if exc.status_code == 404 else str(exc.detail)
+        return error_response(exc.status_code, message, headers=dict(exc.headers or {}))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, exc: RequestValidationError) -> Response:
+        return error_response(400, f"Invalid request: {exc.errors()[0].get('msg', 'invalid')}.")
+
+    @app.exception_handler(Exception)
+    async def internal_error(_request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error", exc_info=exc)
+        return error_response(500, "Internal error in the gateway.", code="internal_error")
+
+    return app

@@ -1,0 +1,73 @@
+"""`python -m service`: every ServiceSettings field is a flag and an environment variable."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any, get_origin
+
+from pydantic import ValidationError
+
+from service.settings import ENV_PREFIX, ServiceSettings
+
+
+def flag_name(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+def env_name(field: str) -> str:
+    return ENV_PREFIX + field.upper()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m service",
+        description=(
+            "OpenAI-compatible gateway that supervises a vLLM engine. "
+            f"Every flag is also an environment variable: {ENV_PREFIX}<FLAG> (e.g. {env_name('served_model_name')})."
+        ),
+        argument_default=argparse.SUPPRESS,
+    )
+    for name, info in ServiceSettings.model_fields.items():
+        help_text = f"{info.description or ''} [{env_name(name)}]"
+        if info.annotation is bool:
+            parser.add_argument(flag_name(name), action=argparse.BooleanOptionalAction, help=help_text)
+        elif get_origin(info.annotation) is list:
+            parser.add_argument(flag_name(name), metavar="A,B", help=help_text)
+        else:
+            parser.add_argument(flag_name(name), metavar=name.upper(), help=help_text)
+    return parser
+
+
+def _describe(error: Any) -> str:
+    location = [str(part) for part in error["loc"] if not isinstance(part, int)]
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if not location:  # a model-level check names its field first: "model: ..."
+        return message
+    field = location[0]
+    return f"{flag_name(field)} ({env_name(field)}): {message}"
+
+
+def parse_settings(argv: Sequence[str]) -> ServiceSettings:
+    """Settings from flags over the environment; raises SystemExit(2) with one line per mistake."""
+    args = vars(build_parser().parse_args(argv))
+    try:
+        return ServiceSettings(**args)
+    except ValidationError as exc:
+        for error in exc.errors(include_url=False):
+            print(f"error: {_describe(error)}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    settings = parse_settings(sys.argv[1:] if argv is None else argv)
+    from service.logs import configure_logging  # noqa: PLC0415 - keep --help and errors fast
+    from service.server import serve  # noqa: PLC0415
+
+    configure_logging(settings.log_level)
+    try:
+        return serve(settings)
+    except ValueError as exc:  # settings that only fail when used (an unreadable key file, ...)
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,273 @@
+"""The request path: gate, authenticate, read, validate, admit, route, forward.
+
+Every public API request goes through `Gateway.handle`. Features that decide before the
+engine is asked (a response cache, rate limits) are `AdmissionPolicy`s run in order after
+validation; the choice of upstream (intent routing across pools) is `Router`. Both are
+injected, so adding them touches no route and no other step.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import httpx
+from pydantic import BaseModel, ValidationError
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response, StreamingResponse
+
+from service.auth import ApiKeyAuth
+from service.drain import DrainController
+from service.engine_client import EngineClient, EngineUnavailableError, forwardable_headers
+from service.errors import ApiError, error_envelope
+from service.health import EngineHealth, EnginePhase
+from service.metrics import GatewayMetrics
+from service.protocol import ChatCompletionRequest, CompletionRequest, first_error
+from service.settings import ServiceSettings
+
+log = logging.getLogger("service.proxy")
+
+_SERVING_PHASES = frozenset({EnginePhase.READY, EnginePhase.PROBE_FAILING})
+
+
+@dataclass(frozen=True)
+class Route:
+    path: str
+    method: str
+    schema: type[ChatCompletionRequest] | type[CompletionRequest] | None
+
+
+CHAT = Route("/v1/chat/completions", "POST", ChatCompletionRequest)
+COMPLETIONS = Route("/v1/completions", "POST", CompletionRequest)
+MODELS = Route("/v1/models", "GET", None)
+PUBLIC_ROUTES = (CHAT, COMPLETIONS, MODELS)
+
+
+@dataclass
+class PreparedRequest:
+    """A validated request, as the policies, the router and the forwarder see it."""
+
+    route: Route
+    request_id: str
+    payload: dict[str, Any] = field(default_factory=dict)
+    parsed: BaseModel | None = None
+    body: bytes = b""
+    stream: bool = False
+    # The gateway added stream_options.include_usage for its token metrics: strip that chunk.
+    strip_usage: bool = False
+    started: float = field(default_factory=time.perf_counter)
+
+
+class AdmissionPolicy(Protocol):
+    async def admit(self, request: PreparedRequest) -> Response | None:
+        """None: go on; a response: answer with it (cache hit, 429, ...) without the engine."""
+        ...
+
+
+Router = Callable[[PreparedRequest], EngineClient]
+
+
+class Gateway:
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        *,
+        engine: EngineClient,
+        health: EngineHealth,
+        drain: DrainController,
+        auth: ApiKeyAuth,
+        metrics: GatewayMetrics,
+        in_flight: Callable[[], int],
+        policies: Sequence[AdmissionPolicy] = (),
+        router: Router | None = None,
+        models: frozenset[str] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.health = health
+        self.drain = drain
+        self.auth = auth
+        self.metrics = metrics
+        self._in_flight = in_flight
+        self.policies = list(policies)
+        self.router: Router = router or (lambda _request: engine)
+        self.models = models or frozenset({settings.served_model_name})
+
+    async def handle(self, request: Request, route: Route, request_id: str) -> Response:
+        try:
+            self._gate()
+            self.auth.check(request.headers.get("authorization"))
+            prepared = PreparedRequest(route=route, request_id=request_id)
+            if route.schema is not None:
+                await self._prepare(request, prepared)
+            for policy in self.policies:
+                answer = await policy.admit(prepared)
+                if answer is not None:
+                    return answer
+            return await self._forward(self.router(prepared), prepared)
+        except ApiError as exc:
+            return exc.response()
+
+    def _gate(self) -> None:
+        retry = {"Retry-After": str(self.settings.retry_after_s)}
+        if self.drain.rejecting:
+            raise ApiError(503, "This instance is draining; retry on another.", code="draining", headers=retry)
+        if self.health.phase not in _SERVING_PHASES:
+            raise ApiError(503, f"Engine not ready: {self.health.reason}.", code="engine_unavailable", headers=retry)
+        if self._in_flight() > self.settings.max_in_flight:
+            raise ApiError(429, "Too many requests in flight on this instance.", code="overloaded", headers=retry)
+
+    async def _prepare(self, request: Request, prepared: PreparedRequest) -> None:
+        route = prepared.route
+        assert route.schema is not None
+        body = await self._read_body(request)
+        try:
+            payload = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ApiError(400, f"Invalid JSON body: {exc}.", code="invalid_json") from exc
+        if not isinstance(payload, dict):
+            raise ApiError(400, "Invalid body: expected a JSON object.", code="invalid_json")
+        try:
+            parsed = route.schema.model_validate(payload)
+        except ValidationError as exc:
+            param, message = first_error(exc)
+            raise ApiError(400, f"Invalid request: {message}.", param=param, code="invalid_value") from exc
+        if parsed.model not in self.models:
+            raise ApiError(
+                404,
+                f"The model '{parsed.model}' does not exist; available: {', '.join(sorted(self.models))}.",
+                param="model",
+                code="model_not_found",
+            )
+        cap = self.settings.max_tokens_cap
+        for name in ("max_tokens", "max_completion_tokens"):
+            value = getattr(parsed, name)
+            if value is not None and value > cap:
+                raise ApiError(400, f"{name} is {value}; the maximum is {cap}.", param=name, code="max_tokens_exceeded")
+        if parsed.prompt_chars() > self.settings.max_prompt_chars:
+            raise ApiError(
+                400,
+                f"Prompt is {parsed.prompt_chars()} characters; the maximum is {self.settings.max_prompt_chars}.",
+                param="messages" if route is CHAT else "prompt",
+                code="context_length_exceeded",
+            )
+        if parsed.max_tokens is None and parsed.max_completion_tokens is None:
+            payload["max_tokens"] = cap  # the cap also bounds requests that leave it open
+        prepared.stream = bool(parsed.stream)
+        if prepared.stream and not (parsed.stream_options and parsed.stream_options.include_usage):
+            options = dict(payload.get("stream_options") or {})
+            options["include_usage"] = True
+            payload["stream_options"] = options
+            prepared.strip_usage = True
+        prepared.payload = payload
+        prepared.parsed = parsed
+        prepared.body = json.dumps(payload, separators=(",", ":")).encode()
+
+    async def _read_body(self, request: Request) -> bytes:
+        limit = self.settings.max_body_bytes
+        too_large = ApiError(413, f"Request body exceeds {limit} bytes.", code="request_too_large")
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise too_large
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise too_large
+                chunks.append(chunk)
+        except ClientDisconnect as exc:
+            raise ApiError(400, "Client disconnected while sending the body.", code="client_disconnected") from exc
+        return b"".join(chunks)
+
+    async def _forward(self, engine: EngineClient, prepared: PreparedRequest) -> Response:
+        route = prepared.route
+        self.metrics.engine_requests.labels(route.path).inc()
+        try:
+            upstream = await engine.open(route.method, route.path, prepared.body, request_id=prepared.request_id)
+        except EngineUnavailableError as exc:
+            log.warning("engine request failed", extra={"engine": engine.name, "error": str(exc)})
+            raise ApiError(502, f"Upstream engine error: {exc}.", code="engine_unavailable") from exc
+        headers = forwardable_headers(upstream.headers)
+        if prepared.stream and upstream.status_code == 200:
+            return StreamingResponse(
+                self._relay(upstream, prepared),
+                status_code=200,
+                headers=headers,
+                media_type=upstream.headers.get("content-type", "text/event-stream"),
+            )
+        try:
+            body = await upstream.aread()
+        except httpx.HTTPError as exc:
+            raise ApiError(502, f"Upstream engine error: {type(exc).__name__}.", code="engine_unavailable") from exc
+        finally:
+            await upstream.aclose()
+        if upstream.status_code == 200 and route.schema is not None:
+            self._count_usage(route, body)
+        return Response(body, status_code=upstream.status_code, headers=headers)
+
+    async def _relay(self, upstream: httpx.Response, prepared: PreparedRequest) -> AsyncIterator[bytes]:
+        """Stream the engine's bytes through; only event boundaries are looked at."""
+        route = prepared.route
+        pending = b""
+        first = True
+        try:
+            async for chunk in upstream.aiter_raw():
+                if first:
+                    self.metrics.time_to_first_token.labels(route.path).observe(time.perf_counter() - prepared.started)
+                    first = False
+                if b'"usage":{' not in chunk and not pending:
+                    yield chunk
+                    continue
+                pending += chunk
+                cut = pending.rfind(b"\n\n")
+                if cut < 0:
+                    continue
+                complete, pending = pending[: cut + 2], pending[cut + 2 :]
+                kept = self._take_usage(route, complete, strip=prepared.strip_usage)
+                if kept:
+                    yield kept
+            if pending:
+                yield pending
+        except httpx.HTTPError as exc:
+            # The status line is gone; tell the client in-band (the openai SDK raises on an error event).
+            log.warning("engine stream broke", extra={"error": type(exc).__name__})
+            error = error_envelope(
+                502, f"Upstream engine stream broke: {type(exc).__name__}.", code="engine_unavailable"
+            )
+            yield b"data: " + json.dumps(error).encode() + b"\n\n"
+        finally:
+            await upstream.aclose()
+
+    def _take_usage(self, route: Route, events: bytes, *, strip: bool) -> bytes:
+        kept: list[bytes] = []
+        for event in events.split(b"\n\n"):
+            if b'"usage":{' in event and event.startswith(b"data: {"):
+                try:
+                    usage = json.loads(event[6:]).get("usage") or {}
+                except json.JSONDecodeError:
+                    usage = {}
+                self._observe_tokens(route, usage)
+                if strip and b'"choices":[]' in event:
+                    continue
+            kept.append(event)
+        return b"\n\n".join(kept)
+
+    def _count_usage(self, route: Route, body: bytes) -> None:
+        try:
+            usage = json.loads(body).get("usage") or {}
+        except (json.JSONDecodeError, AttributeError):
+            return
+        self._observe_tokens(route, usage)
+
+    def _observe_tokens(self, route: Route, usage: dict[str, Any]) -> None:
+        prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        if isinstance(prompt, int):
+            self.metrics.prompt_tokens.labels(route.path).inc(prompt)
+        if isinstance(completion, int):
+            self.metrics.completion_tokens.labels(route.path).inc(completion)

@@ -1,0 +1,73 @@
+"""Thin routes: health, the three public API paths, and token-protected metrics."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.responses import Response
+
+from service.errors import error_response
+from service.proxy import CHAT, COMPLETIONS, MODELS, Gateway
+from service.state import ServiceState
+
+
+def _state(request: Request) -> ServiceState:
+    state: ServiceState = request.app.state.service
+    return state
+
+
+def _gateway(request: Request) -> Gateway:
+    return _state(request).gateway
+
+
+health = APIRouter()
+
+
+@health.get("/health/live", include_in_schema=False)
+async def live(request: Request) -> JSONResponse:
+    state = _state(request)
+    body: dict[str, Any] = state.describe()
+    return JSONResponse(body, status_code=200 if state.engine.health.live else 503)
+
+
+@health.get("/health/ready", include_in_schema=False)
+@health.get("/health", include_in_schema=False)
+async def ready(request: Request) -> JSONResponse:
+    state = _state(request)
+    body: dict[str, Any] = state.describe()
+    return JSONResponse(body, status_code=200 if state.ready else 503)
+
+
+api = APIRouter()
+
+
+@api.post(CHAT.path, include_in_schema=False)
+async def chat_completions(request: Request) -> Response:
+    return await _gateway(request).handle(request, CHAT, request.state.request_id)
+
+
+@api.post(COMPLETIONS.path, include_in_schema=False)
+async def completions(request: Request) -> Response:
+    return await _gateway(request).handle(request, COMPLETIONS, request.state.request_id)
+
+
+@api.get(MODELS.path, include_in_schema=False)
+async def models(request: Request) -> Response:
+    return await _gateway(request).handle(request, MODELS, request.state.request_id)
+
+
+metrics = APIRouter()
+
+
+@metrics.get("/metrics", include_in_schema=False)
+async def metrics_endpoint(request: Request) -> Response:
+    state = _state(request)
+    token = state.settings.metrics_token
+    presented = request.headers.get("authorization", "").removeprefix("Bearer ").strip().encode()
+    if token is None or not hmac.compare_digest(presented, token.get_secret_value().encode()):
+        return error_response(401, "Metrics need 'Authorization: Bearer <metrics token>'.", code="invalid_api_key")
+    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

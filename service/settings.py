@@ -1,0 +1,142 @@
+"""Service settings: one pydantic-settings model, every field also a CLI flag.
+
+Environment variables use the prefix ``LLM_SERVICE_`` (``--served-model-name`` ->
+``LLM_SERVICE_SERVED_MODEL_NAME``). Nested sections (added by later features, e.g. a
+``cache`` section) use ``__`` as the delimiter: ``LLM_SERVICE_CACHE__TTL_S``. Command-line
+flags win over the environment, the environment over the defaults.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal, Self
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ENV_PREFIX = "LLM_SERVICE_"
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class ServiceSettings(BaseSettings):
+    """Everything the gateway and its engine supervisor read at start."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+        validate_default=True,
+    )
+
+    # --- the model and the engine -------------------------------------------------------
+    model: str | None = Field(default=None, description="model path or hub id the engine loads")
+    served_model_name: str = Field(
+        min_length=1, pattern=r"^[A-Za-z0-9._/:-]+$", description="model name clients ask for"
+    )
+    engine_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s/]+(/[^\s]*)?$",
+        description="attach to an already-running OpenAI-compatible engine; no supervision",
+    )
+    quantization: str | None = Field(
+        default=None, description="vLLM --quantization method; empty: read from the checkpoint (W8A8, GPTQ)"
+    )
+    max_model_len: int = Field(default=8192, ge=16, le=1_048_576, description="engine context length")
+    gpu_memory_utilization: float = Field(default=0.90, gt=0.05, le=0.99, description="GPU memory share (GPU only)")
+    device: Literal["auto", "gpu", "cpu"] = Field(
+        default="auto", description="auto: gpu when an NVIDIA device node exists"
+    )
+    engine_port: int = Field(default=0, ge=0, le=65535, description="engine port on 127.0.0.1; 0: a free port")
+    engine_args: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="extra engine arguments, comma-separated (e.g. --enforce-eager)"
+    )
+    engine_log_file: Path | None = Field(default=None, description="engine stdout/stderr file; empty: inherit")
+    engine_start_timeout_s: float = Field(default=900.0, gt=0, description="engine start + warm-up limit")
+    engine_stop_timeout_s: float = Field(default=20.0, gt=0, description="SIGTERM -> SIGKILL grace for the engine")
+    probe_interval_s: float = Field(default=5.0, gt=0, description="background 1-token probe period")
+    probe_timeout_s: float = Field(default=10.0, gt=0, description="1-token probe timeout")
+    hang_threshold_s: float = Field(
+        default=60.0, gt=0, description="no successful probe for this long: engine hung (live 503, restart)"
+    )
+    restart_limit: int = Field(default=5, ge=0, description="consecutive failed restarts before exit 1")
+    restart_backoff_s: float = Field(default=1.0, gt=0, description="first restart delay (doubles)")
+    restart_backoff_max_s: float = Field(default=60.0, gt=0, description="restart delay ceiling")
+
+    # --- the gateway ----------------------------------------------------------------------
+    host: str = Field(default="0.0.0.0", description="gateway bind address")  # noqa: S104 - container port
+    port: int = Field(default=8000, ge=1, le=65535, description="gateway port")
+    api_keys_file: Path | None = Field(default=None, description="file with API keys, one per line")
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, description="API keys, comma-separated (prefer the file)"
+    )
+    auth_disabled: bool = Field(default=False, description="serve without API keys (local use only)")
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, description="request body limit (413 above)")
+    max_tokens_cap: int = Field(default=1024, ge=1, description="largest max_tokens a request may ask for")
+    max_prompt_chars: int = Field(
+        default=200_000, ge=1, description="prompt size limit in characters (the engine checks tokens)"
+    )
+    max_in_flight: int = Field(default=512, ge=1, description="API requests in flight before 429 (load shedding)")
+    upstream_connect_timeout_s: float = Field(default=5.0, gt=0, description="engine connect timeout")
+    upstream_read_timeout_s: float = Field(default=300.0, gt=0, description="engine read timeout (per chunk)")
+    upstream_max_connections: int = Field(default=1024, ge=1, description="engine connection pool size")
+    metrics_port: int | None = Field(default=None, ge=1, le=65535, description="serve /metrics on its own port")
+    metrics_token: SecretStr | None = Field(default=None, description="bearer token for /metrics on the main port")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(default="info", description="log level")
+
+    # --- drain ------------------------------------------------------------------------------
+    drain_serve_s: float = Field(
+        default=35.0, ge=0, description="keep serving after readiness goes 503 (LB deregistration)"
+    )
+    drain_finish_s: float = Field(default=60.0, ge=0, description="then wait this long for in-flight requests")
+    gcp_drain_serve_s: float = Field(default=10.0, ge=0, description="serve window on GCP preemption (30 s notice)")
+    gcp_drain_finish_s: float = Field(default=15.0, ge=0, description="finish window on GCP preemption")
+    retry_after_s: int = Field(default=5, ge=1, description="Retry-After on 503 while draining")
+    watch_aws: bool = Field(default=False, description="poll IMDSv2 for spot interruption and rebalance notices")
+    watch_gcp: bool = Field(default=False, description="watch the GCP metadata server for preemption")
+    aws_metadata_url: str = Field(default="http://169.254.169.254", pattern=r"^https?://", description="IMDS base")
+    gcp_metadata_url: str = Field(
+        default="http://metadata.google.internal", pattern=r"^https?://", description="GCP metadata base"
+    )
+    aws_poll_interval_s: float = Field(default=2.0, gt=0, description="IMDS poll period (detect <= 5 s)")
+
+    @field_validator("engine_args", "api_keys", mode="before")
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @model_validator(mode="after")
+    def _engine_source(self) -> Self:
+        if self.engine_url is None and not self.model:
+            raise ValueError("model: required unless engine_url is set (--model or --engine-url)")
+        if self.engine_url is not None and self.model:
+            raise ValueError("model: give either --model (supervised engine) or --engine-url (attach), not both")
+        if self.restart_backoff_max_s < self.restart_backoff_s:
+            raise ValueError("restart_backoff_max_s: must be >= restart_backoff_s")
+        return self
+
+    @property
+    def supervised(self) -> bool:
+        return self.engine_url is None
+
+    def load_api_keys(self) -> tuple[bytes, ...]:
+        """The accepted keys (file + environment), as bytes for constant-time compare."""
+        keys = [key.get_secret_value() for key in self.api_keys]
+        if self.api_keys_file is not None:
+            try:
+                text = self.api_keys_file.read_text(encoding="utf-8")
+            except OSError as exc:
+                raise ValueError(f"api_keys_file: cannot read {self.api_keys_file}: {exc.strerror}") from exc
+            keys.extend(
+                line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")
+            )
+        if not keys and not self.auth_disabled:
+            raise ValueError(
+                "api_keys_file: no API keys configured (--api-keys-file, LLM_SERVICE_API_KEYS or --auth-disabled)"
+            )
+        return tuple(key.encode("utf-8") for key in keys)

@@ -1,0 +1,263 @@
+"""The engine's lifecycle: spawn vLLM (or attach to a running engine), warm it up, probe it,
+restart it with exponential backoff, and give up after the restart limit."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+from service.engine_client import EngineUnavailableError, HttpEngineClient
+from service.health import EngineHealth, EnginePhase
+from service.settings import ServiceSettings
+
+log = logging.getLogger("service.engine")
+
+ENGINE_HOST = "127.0.0.1"
+_POLL_S = 0.1
+_WARMUP_TIMEOUT_S = 120.0
+
+
+def free_port(host: str = ENGINE_HOST) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def gpu_present() -> bool:
+    return Path("/dev/nvidiactl").exists() or Path("/dev/nvidia0").exists()
+
+
+def engine_argv(settings: ServiceSettings, port: int, *, gpu: bool) -> list[str]:
+    """The vLLM OpenAI server command line for these settings (nothing GPU-specific on CPU)."""
+    assert settings.model is not None
+    argv = [
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        settings.model,
+        "--served-model-name",
+        settings.served_model_name,
+        "--host",
+        ENGINE_HOST,
+        "--port",
+        str(port),
+        "--max-model-len",
+        str(settings.max_model_len),
+    ]
+    if settings.quantization:
+        argv += ["--quantization", settings.quantization]
+    if gpu:
+        argv += ["--gpu-memory-utilization", str(settings.gpu_memory_utilization)]
+    return argv + list(settings.engine_args)
+
+
+class EngineProcess:
+    """One vLLM OpenAI server process in its own process group (it forks an engine core)."""
+
+    def __init__(
+        self, settings: ServiceSettings, argv: Callable[[ServiceSettings, int, bool], list[str]] | None = None
+    ) -> None:
+        self._settings = settings
+        self._argv = argv or (lambda s, port, gpu: engine_argv(s, port, gpu=gpu))
+        self._process: asyncio.subprocess.Process | None = None
+        self._log: IO[bytes] | None = None
+        self.port = 0
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    @property
+    def returncode(self) -> int | None:
+        return self._process.returncode if self._process else None
+
+    async def spawn(self) -> str:
+        settings = self._settings
+        self.port = settings.engine_port or free_port()
+        gpu = settings.device == "gpu" or (settings.device == "auto" and gpu_present())
+        argv = self._argv(settings, self.port, gpu)
+        if settings.engine_log_file is not None and self._log is None:
+            self._log = settings.engine_log_file.open("ab")
+        log.info("starting engine", extra={"argv": argv})
+        self._process = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=asyncio.subprocess.STDOUT if self._log else None,
+            start_new_session=True,
+        )
+        return f"http://{ENGINE_HOST}:{self.port}"
+
+    async def wait(self) -> int:
+        assert self._process is not None
+        return await self._process.wait()
+
+    async def stop(self) -> None:
+        process = self._process
+        if process is None:
+            return
+        if process.returncode is None:
+            self._signal_group(process.pid, signal.SIGTERM)
+            try:
+                await asyncio.wait_for(process.wait(), self._settings.engine_stop_timeout_s)
+            except TimeoutError:
+                log.warning("engine ignored SIGTERM; killing it", extra={"pid": process.pid})
+        # The engine core and workers share the group: make sure none outlives the server.
+        self._signal_group(process.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            await process.wait()
+        self._process = None
+
+    def close(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    @staticmethod
+    def _signal_group(pgid: int, sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, sig)
+
+
+class EngineSupervisor:
+    """Drives `EngineHealth` for a supervised engine (`process`) or an attached one (None)."""
+
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        client: HttpEngineClient,
+        *,
+        process: EngineProcess | None,
+        on_restart: Callable[[], None] = lambda: None,
+        on_fatal: Callable[[str], None] = lambda reason: None,
+    ) -> None:
+        self.settings = settings
+        self.client = client
+        self.process = process
+        self.health = EngineHealth()
+        self.on_restart = on_restart
+        self.on_fatal = on_fatal
+        self._task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+
+    async def start(self) -> None:
+        """Start supervising in the background; returns at once."""
+        self._task = asyncio.create_task(self._run(), name="engine-supervisor")
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self.process is not None:
+            await self.process.stop()
+            self.process.close()
+        self.health.set(EnginePhase.STOPPED, "engine stopped")
+
+    async def _run(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            if self.process is not None:
+                self.health.set(EnginePhase.STARTING, "engine starting")
+                self.client.rebase(await self.process.spawn())
+            up = await self._bring_up()
+            if up:
+                failures = 0
+                await self._watch()
+            if self._stop.is_set():
+                return
+            if self.process is None:  # attached: nothing to restart, keep trying to reach it
+                await asyncio.sleep(self.settings.probe_interval_s)
+                continue
+            await self.process.stop()
+            if not up:
+                failures += 1
+            if failures > self.settings.restart_limit:
+                reason = f"engine failed to start {failures} times in a row; giving up"
+                self.health.set(EnginePhase.FAILED, reason)
+                log.error(reason)
+                self.on_fatal(reason)
+                return
+            delay = min(
+                self.settings.restart_backoff_s * 2 ** max(failures - 1, 0), self.settings.restart_backoff_max_s
+            )
+            self.health.set(EnginePhase.RESTARTING, f"{self.health.reason}; restarting in {delay:.1f} s")
+            log.warning("restarting engine", extra={"delay_s": delay, "failures": failures})
+            await asyncio.sleep(delay)
+            self.health.restarts += 1
+            self.on_restart()
+
+    async def _bring_up(self) -> bool:
+        """Wait for the engine's /health, then run the warm-up generation."""
+        deadline = time.monotonic() + self.settings.engine_start_timeout_s
+        while not await self.client.healthy(timeout_s=2.0):
+            if self._exited():
+                self.health.set(EnginePhase.DEAD, f"engine exited during start (code {self._returncode()})")
+                return False
+            if time.monotonic() > deadline:
+                self.health.set(EnginePhase.DEAD, "engine did not start in time")
+                return False
+            await asyncio.sleep(_POLL_S)
+        self.health.set(EnginePhase.WARMING, "warm-up generation")
+        try:
+            latency = await self.client.generate_one_token(self.settings.served_model_name, _WARMUP_TIMEOUT_S)
+        except EngineUnavailableError as exc:
+            self.health.set(EnginePhase.DEAD, f"warm-up failed: {exc}")
+            return False
+        self._probe_ok(latency)
+        log.info("engine ready", extra={"warmup_s": round(latency, 3), "engine": self.client.base_url})
+        return True
+
+    async def _watch(self) -> None:
+        """Probe until the engine dies or hangs past the threshold."""
+        settings = self.settings
+        exited = asyncio.create_task(self.process.wait()) if self.process is not None else None
+        try:
+            while True:
+                if exited is not None:
+                    done, _ = await asyncio.wait({exited}, timeout=settings.probe_interval_s)
+                    if done:
+                        self.health.set(EnginePhase.DEAD, f"engine exited (code {exited.result()})")
+                        log.error("engine exited", extra={"code": exited.result()})
+                        return
+                else:
+                    await asyncio.sleep(settings.probe_interval_s)
+                try:
+                    latency = await self.client.generate_one_token(settings.served_model_name, settings.probe_timeout_s)
+                except EngineUnavailableError as exc:
+                    if self._exited():
+                        continue  # reported by the exit branch on the next turn
+                    silent_for = time.monotonic() - (self.health.last_probe_ok or 0.0)
+                    if silent_for >= settings.hang_threshold_s:
+                        self.health.set(EnginePhase.HUNG, f"engine hung: no successful probe for {silent_for:.0f} s")
+                        log.error("engine hung", extra={"silent_s": round(silent_for, 1)})
+                        return
+                    self.health.set(EnginePhase.PROBE_FAILING, str(exc))
+                    log.warning("engine probe failed", extra={"error": str(exc)})
+                    continue
+                self._probe_ok(latency)
+        finally:
+            if exited is not None and not exited.done():
+                exited.cancel()
+
+    def _probe_ok(self, latency: float) -> None:
+        self.health.last_probe_ok = time.monotonic()
+        self.health.last_probe_latency_s = latency
+        self.health.set(EnginePhase.READY, "engine ready")
+
+    def _exited(self) -> bool:
+        return self.process is not None and self.process.returncode is not None
+
+    def _returncode(self) -> int | None:
+        return self.process.returncode if self.process is not None else None

@@ -1,0 +1,134 @@
+"""Process and HTTP helpers for the service tests (real processes on 127.0.0.1 only)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[2]
+TINY_MODEL = REPO / ".cache" / "tiny-model"
+SERVED = "tiny"
+API_KEY = "sk-test-service-key"
+METRICS_TOKEN = "metrics-test-token"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str, interval_s: float = 0.1) -> float:
+    """Poll until true; returns the seconds it took. Fails the test with `what` on timeout."""
+    started = time.monotonic()
+    deadline = started + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return time.monotonic() - started
+        time.sleep(interval_s)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+def status_of(url: str) -> int:
+    try:
+        return httpx.get(url, timeout=2.0).status_code
+    except httpx.HTTPError:
+        return 0
+
+
+@dataclass
+class Gateway:
+    """A `python -m service` process."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+    engine_url: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def health(self, path: str = "/health/ready") -> httpx.Response:
+        return httpx.get(self.url + path, timeout=5.0)
+
+    def wait_ready(self, timeout_s: float) -> float:
+        def ready() -> bool:
+            if self.process.poll() is not None:
+                raise AssertionError(f"gateway exited with {self.process.returncode}:\n{self.log_tail()}")
+            return status_of(self.url + "/health/ready") == 200
+
+        return wait_for(ready, timeout_s, f"{self.url}/health/ready")
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def stop(self, timeout_s: float = 60.0, *, drain: bool = False) -> None:
+        """SIGTERM (drain) or two SIGINTs (the second skips the drain); SIGKILL past the timeout."""
+        if self.process.poll() is None:
+            if drain:
+                self.process.send_signal(signal.SIGTERM)
+            else:
+                self.process.send_signal(signal.SIGINT)
+                time.sleep(0.2)
+                self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+
+
+def start_gateway(tmp: Path, args: list[str], *, name: str, env: dict[str, str] | None = None) -> Gateway:
+    port = free_port()
+    keys = tmp / "api-keys"
+    keys.write_text(f"# test keys\n{API_KEY}\n")
+    log_path = tmp / f"{name}.log"
+    argv = [
+        sys.executable,
+        "-m",
+        "service",
+        "--served-model-name",
+        SERVED,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--api-keys-file",
+        str(keys),
+        "--metrics-token",
+        METRICS_TOKEN,
+        *args,
+    ]
+    full_env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", **(env or {})}
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(argv, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=full_env)
+    return Gateway(process=process, port=port, log_path=log_path)
+
+
+def metric_value(text: str, name: str, **labels: str) -> float:
+    """Sum of the samples of `name` whose labels include `labels` (0 when absent)."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("#") or not line.startswith(name):
+            continue
+        head, _, value = line.rpartition(" ")
+        metric, _, label_text = head.partition("{")
+        if metric != name:
+            continue
+        if all(f'{key}="{val}"' in label_text for key, val in labels.items()):
+            total += float(value)
+    return total

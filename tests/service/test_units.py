@@ -1,0 +1,222 @@
+"""Gateway parts without an engine: settings and CLI, auth, drain, watchers, supervision."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from service.auth import ApiKeyAuth
+from service.cli import parse_settings
+from service.drain import DrainBudget, DrainController, DrainPhase
+from service.engine_client import HttpEngineClient
+from service.errors import ApiError, error_envelope
+from service.health import EnginePhase
+from service.preemption import watch_aws, watch_gcp
+from service.settings import ServiceSettings
+from service.supervisor import EngineProcess, EngineSupervisor, engine_argv
+from tests.service.helpers import REPO
+from tests.service.metadata_server import metadata_server
+
+
+def settings(**overrides: object) -> ServiceSettings:
+    base: dict[str, object] = {"model": "m", "served_model_name": "s", "api_keys": "k"}
+    return ServiceSettings(**{**base, **overrides})
+
+
+class TestSettings:
+    def test_flags_over_environment(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("LLM_SERVICE_PORT", "9000")
+        monkeypatch.setenv("LLM_SERVICE_MAX_TOKENS_CAP", "64")
+        parsed = parse_settings(["--model", "m", "--served-model-name", "s", "--port", "8123", "--watch-aws"])
+        assert parsed.port == 8123
+        assert parsed.max_tokens_cap == 64
+        assert parsed.watch_aws is True
+
+    def test_env_lists(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("LLM_SERVICE_ENGINE_ARGS", "--enforce-eager,--max-num-seqs,8")
+        assert settings().engine_args == ["--enforce-eager", "--max-num-seqs", "8"]
+
+    @pytest.mark.parametrize(
+        ("argv", "message"),
+        [
+            (["--served-model-name", "s"], "model: required unless engine_url is set"),
+            (["--model", "m", "--served-model-name", "s", "--port", "eighty"], "--port (LLM_SERVICE_PORT):"),
+            (["--model", "m", "--served-model-name", "s", "--engine-url", "ftp://x"], "--engine-url"),
+            (["--model", "m", "--served-model-name", "s", "--max-tokens-cap", "0"], "--max-tokens-cap"),
+        ],
+    )
+    def test_bad_flags_are_one_line(self, argv: list[str], message: str) -> None:
+        result = subprocess.run(
+            [sys.executable, "-m", "service", *argv], cwd=REPO, capture_output=True, text=True, timeout=60, check=False
+        )
+        assert result.returncode == 2
+        assert message in result.stderr
+        assert "Traceback" not in result.stderr
+        assert result.stderr.count("\n") == 1
+
+    def test_no_keys_refuses_to_start(self, tmp_path: Path) -> None:
+        result = subprocess.run(
+            [sys.executable, "-m", "service", "--model", "m", "--served-model-name", "s", "--port", "1"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env={"PATH": "/usr/bin:/bin"},
+        )
+        assert result.returncode == 2
+        assert result.stderr.strip() == (
+            "error: api_keys_file: no API keys configured (--api-keys-file, LLM_SERVICE_API_KEYS or --auth-disabled)"
+        )
+
+    def test_key_file(self, tmp_path: Path) -> None:
+        keys = tmp_path / "keys"
+        keys.write_text("# comment\n  alpha \n\nbeta\n")
+        assert settings(api_keys="", api_keys_file=keys).load_api_keys() == (b"alpha", b"beta")
+        with pytest.raises(ValueError, match="api_keys_file: cannot read"):
+            settings(api_keys_file=tmp_path / "missing").load_api_keys()
+
+
+def test_engine_argv_cpu_and_gpu() -> None:
+    cpu = engine_argv(settings(max_model_len=2048), 9001, gpu=False)
+    assert cpu[1:3] == ["-m", "vllm.entrypoints.openai.api_server"]
+    assert cpu[cpu.index("--port") + 1] == "9001"
+    assert cpu[cpu.index("--host") + 1] == "127.0.0.1"
+    assert "--gpu-memory-utilization" not in cpu
+    assert "--quantization" not in cpu
+    gpu = engine_argv(settings(quantization="compressed-tensors", engine_args="--enforce-eager"), 9001, gpu=True)
+    assert gpu[gpu.index("--gpu-memory-utilization") + 1] == "0.9"
+    assert gpu[gpu.index("--quantization") + 1] == "compressed-tensors"
+    assert gpu[-1] == "--enforce-eager"
+
+
+class TestAuth:
+    def test_keys(self) -> None:
+        auth = ApiKeyAuth((b"one", b"two"))
+        auth.check("Bearer two")
+        for header, code in [
+            (None, "missing_api_key"),
+            ("Bearer three", "invalid_api_key"),
+            ("Basic two", "invalid_api_key"),
+        ]:
+            with pytest.raises(ApiError) as caught:
+                auth.check(header)
+            assert caught.value.status == 401
+            assert caught.value.code == code
+
+    def test_envelope(self) -> None:
+        assert error_envelope(429, "slow down", code="overloaded") == {
+            "error": {"message": "slow down", "type": "rate_limit_error", "param": None, "code": "overloaded"}
+        }
+
+
+class TestDrain:
+    def test_phases_wait_for_in_flight(self) -> None:
+        async def scenario() -> list[tuple[float, DrainPhase]]:
+            in_flight = [2]
+            done = asyncio.Event()
+            drain = DrainController(lambda: in_flight[0], on_done=done.set)
+            started = time.monotonic()
+            drain.begin("test", DrainBudget(serve_s=0.2, finish_s=5))
+            seen = [(0.0, drain.phase)]
+            await asyncio.sleep(0.3)
+            seen.append((time.monotonic() - started, drain.phase))
+            in_flight[0] = 0
+            await asyncio.wait_for(done.wait(), 2)
+            seen.append((time.monotonic() - started, drain.phase))
+            return seen
+
+        phases = [phase for _, phase in asyncio.run(scenario())]
+        assert phases == [DrainPhase.DRAINING, DrainPhase.REJECTING, DrainPhase.STOPPED]
+
+    def test_finish_window_bounds_the_wait(self) -> None:
+        async def scenario() -> DrainPhase:
+            done = asyncio.Event()
+            drain = DrainController(lambda: 1, on_done=done.set)  # a request that never ends
+            drain.begin("test", DrainBudget(serve_s=0, finish_s=0.2))
+            await asyncio.wait_for(done.wait(), 5)
+            return drain.phase
+
+        assert asyncio.run(scenario()) is DrainPhase.STOPPED
+
+    def test_tighter_trigger_shortens(self) -> None:
+        async def scenario() -> None:
+            done = asyncio.Event()
+            drain = DrainController(lambda: 0, on_done=done.set)
+            drain.begin("SIGTERM", DrainBudget(serve_s=60, finish_s=60))
+            drain.begin("gcp preemption", DrainBudget(serve_s=0.1, finish_s=0.1))
+            await asyncio.wait_for(done.wait(), 5)
+            assert drain.reason == "SIGTERM"
+
+        asyncio.run(scenario())
+
+
+class TestWatchers:
+    @pytest.mark.parametrize("notice", ["spot", "rebalance"])
+    def test_aws(self, notice: str) -> None:
+        with metadata_server() as metadata:
+
+            async def scenario() -> list[str]:
+                seen: list[str] = []
+                task = asyncio.create_task(watch_aws(metadata.url, 0.05, seen.append))
+                await asyncio.sleep(0.3)
+                assert seen == []
+                await asyncio.to_thread(metadata.trigger, notice)
+                await asyncio.wait_for(task, 5)
+                return seen
+
+            seen = asyncio.run(scenario())
+            stats = metadata.stats()
+            assert stats["unauthorised"] == 0
+            assert stats["token_requests"] >= 1
+        assert seen == ["aws spot interruption notice" if notice == "spot" else "aws rebalance recommendation"]
+
+    def test_gcp(self) -> None:
+        with metadata_server() as metadata:
+
+            async def scenario() -> list[str]:
+                seen: list[str] = []
+                task = asyncio.create_task(watch_gcp(metadata.url, seen.append))
+                await asyncio.sleep(0.3)
+                assert seen == []
+                await asyncio.to_thread(metadata.trigger, "preempt")
+                await asyncio.wait_for(task, 5)
+                return seen
+
+            assert asyncio.run(scenario()) == ["gcp preemption"]
+
+
+def test_supervisor_gives_up_after_restart_limit() -> None:
+    """A real child process that exits at once: restarts with backoff, then the fatal callback."""
+    config = settings(restart_limit=2, restart_backoff_s=0.05, restart_backoff_max_s=0.1, engine_stop_timeout_s=1)
+
+    async def scenario() -> tuple[list[str], int, EnginePhase]:
+        fatal: list[str] = []
+        restarts = [0]
+        process = EngineProcess(config, argv=lambda _s, _port, _gpu: [sys.executable, "-c", "raise SystemExit(3)"])
+        supervisor = EngineSupervisor(
+            config,
+            HttpEngineClient("http://127.0.0.1:9"),
+            process=process,
+            on_restart=lambda: restarts.__setitem__(0, restarts[0] + 1),
+            on_fatal=fatal.append,
+        )
+        await supervisor.start()
+        for _ in range(300):
+            if fatal:
+                break
+            await asyncio.sleep(0.05)
+        phase = supervisor.health.phase
+        await supervisor.stop()
+        await supervisor.client.aclose()
+        return fatal, restarts[0], phase
+
+    fatal, restarts, phase = asyncio.run(scenario())
+    assert fatal == ["engine failed to start 3 times in a row; giving up"]
+    assert restarts == 2
+    assert phase is EnginePhase.FAILED
