@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 
 import jsii
-from cdktf import IAspect
+from cdktf import IAspect, TerraformResource
 from constructs import IConstruct
 
 
@@ -39,8 +39,6 @@ class AwsTags:
         self._tags = dict(tags)
 
     def visit(self, node: IConstruct) -> None:
-        from cdktf import TerraformResource
-
         if not isinstance(node, TerraformResource):
             return
         if node.terraform_resource_type == "aws_autoscaling_group":

@@ -188,13 +188,35 @@ GCP_REGIONS: dict[str, RegionInfo] = {
         RegionInfo("europe-west1", "Belgium", ("europe-west1-b", "europe-west1-c", "europe-west1-d"), "eu-west-1"),
         RegionInfo("europe-west2", "London", ("europe-west2-a", "europe-west2-b", "europe-west2-c"), "eu-west-2"),
         RegionInfo("europe-west3", "Frankfurt", ("europe-west3-a", "europe-west3-b", "europe-west3-c"), "eu-central-1"),
-        RegionInfo("europe-west4", "Netherlands", ("europe-west4-a", "europe-west4-b", "europe-west4-c"), "eu-central-1"),
+        RegionInfo(
+            "europe-west4", "Netherlands", ("europe-west4-a", "europe-west4-b", "europe-west4-c"), "eu-central-1"
+        ),
         RegionInfo("asia-east1", "Taiwan", ("asia-east1-a", "asia-east1-b", "asia-east1-c"), "ap-northeast-1"),
-        RegionInfo("asia-northeast1", "Tokyo", ("asia-northeast1-a", "asia-northeast1-b", "asia-northeast1-c"), "ap-northeast-1"),
+        RegionInfo(
+            "asia-northeast1",
+            "Tokyo",
+            ("asia-northeast1-a", "asia-northeast1-b", "asia-northeast1-c"),
+            "ap-northeast-1",
+        ),
         RegionInfo("asia-south1", "Mumbai", ("asia-south1-a", "asia-south1-b", "asia-south1-c"), "ap-south-1"),
-        RegionInfo("asia-southeast1", "Singapore", ("asia-southeast1-a", "asia-southeast1-b", "asia-southeast1-c"), "ap-southeast-1"),
-        RegionInfo("australia-southeast1", "Sydney", ("australia-southeast1-a", "australia-southeast1-b", "australia-southeast1-c"), "ap-southeast-2"),
-        RegionInfo("southamerica-east1", "Sao Paulo", ("southamerica-east1-a", "southamerica-east1-b", "southamerica-east1-c"), "sa-east-1"),
+        RegionInfo(
+            "asia-southeast1",
+            "Singapore",
+            ("asia-southeast1-a", "asia-southeast1-b", "asia-southeast1-c"),
+            "ap-southeast-1",
+        ),
+        RegionInfo(
+            "australia-southeast1",
+            "Sydney",
+            ("australia-southeast1-a", "australia-southeast1-b", "australia-southeast1-c"),
+            "ap-southeast-2",
+        ),
+        RegionInfo(
+            "southamerica-east1",
+            "Sao Paulo",
+            ("southamerica-east1-a", "southamerica-east1-b", "southamerica-east1-c"),
+            "sa-east-1",
+        ),
     )
 }
 

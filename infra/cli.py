@@ -43,7 +43,9 @@ def _table(rows: list[list[str]]) -> str:
 
 def summary(fleet: Fleet, source: str) -> str:
     m = fleet.model
-    rows = [["stack", "cloud", "region", "gpu", "instance types", "min", "max", "on-demand", "spot max", "reservations"]]
+    rows = [
+        ["stack", "cloud", "region", "gpu", "instance types", "min", "max", "on-demand", "spot max", "reservations"]
+    ]
     for r in fleet.regions:
         types = ",".join(t.name for t in r.offering.instance_types[: 3 if r.cloud.value == "aws" else 1])
         rows.append(
@@ -129,7 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     synth = sub.add_parser("synth", help="write cdktf.out/stacks/<name>/cdk.tf.json")
     synth.add_argument("--file", help="fleet file (default: regions.yaml)")
-    synth.add_argument("--stack", action="append", metavar="NAME", help="stack to synthesize (repeatable; default: all)")
+    synth.add_argument(
+        "--stack", action="append", metavar="NAME", help="stack to synthesize (repeatable; default: all)"
+    )
     synth.add_argument("--out", default="cdktf.out", help="output directory (default: cdktf.out)")
     synth.add_argument(
         "--backend",

@@ -307,13 +307,18 @@ def _semantic_errors(fleet: Fleet) -> list[FieldError]:
                 )
             )
         elif (r.cloud, r.region) in seen:
-            errors.append(FieldError(f"{p}.region", f"duplicate region: already used by regions[{seen[(r.cloud, r.region)]}]"))
+            errors.append(
+                FieldError(f"{p}.region", f"duplicate region: already used by regions[{seen[(r.cloud, r.region)]}]")
+            )
         else:
             seen[(r.cloud, r.region)] = i
         offered = GPU_OFFERINGS[r.cloud]
         if r.gpu_type not in GPUS:
             errors.append(
-                FieldError(f"{p}.gpu_type", f"unknown gpu type '{r.gpu_type}'{_suggest(r.gpu_type, GPUS)}; allowed: {_allowed(GPUS)}")
+                FieldError(
+                    f"{p}.gpu_type",
+                    f"unknown gpu type '{r.gpu_type}'{_suggest(r.gpu_type, GPUS)}; allowed: {_allowed(GPUS)}",
+                )
             )
         elif r.gpu_type not in offered:
             errors.append(
@@ -337,22 +342,34 @@ def _semantic_errors(fleet: Fleet) -> list[FieldError]:
         if r.min_replicas > r.max_replicas:
             errors.append(FieldError(f"{p}.min_replicas", f"{r.min_replicas} is above max_replicas ({r.max_replicas})"))
         if r.on_demand_base > r.max_replicas:
-            errors.append(FieldError(f"{p}.on_demand_base", f"{r.on_demand_base} is above max_replicas ({r.max_replicas})"))
+            errors.append(
+                FieldError(f"{p}.on_demand_base", f"{r.on_demand_base} is above max_replicas ({r.max_replicas})")
+            )
         if len(r.capacity_reservations) != len(set(r.capacity_reservations)):
             errors.append(FieldError(f"{p}.capacity_reservations", "lists the same reservation twice"))
         if r.cloud == Cloud.AWS:
             bad = [c for c in r.capacity_reservations if not re.fullmatch(r"cr-[0-9a-f]{8,17}", c)]
             if bad:
-                errors.append(FieldError(f"{p}.capacity_reservations", f"{bad[0]!r} is not an AWS capacity reservation id (cr-...)"))
+                errors.append(
+                    FieldError(
+                        f"{p}.capacity_reservations", f"{bad[0]!r} is not an AWS capacity reservation id (cr-...)"
+                    )
+                )
         if r.cloud == Cloud.GCP and fleet.gcp.project is None:
             errors.append(FieldError("gcp.project", f"required because {p} is a gcp region"))
     if len(canaries) > 1:
-        errors.append(FieldError(f"regions[{canaries[1]}].canary", f"only one canary region allowed (regions[{canaries[0]}] is one)"))
+        errors.append(
+            FieldError(
+                f"regions[{canaries[1]}].canary", f"only one canary region allowed (regions[{canaries[0]}] is one)"
+            )
+        )
     g = fleet.global_
     if not (g.domain == g.hosted_zone or g.domain.endswith("." + g.hosted_zone)):
         errors.append(FieldError("global.domain", f"'{g.domain}' is not inside hosted_zone '{g.hosted_zone}'"))
     if g.mode == GlobalMode.GLOBAL_ACCELERATOR and fleet.regions_of(Cloud.GCP):
-        errors.append(FieldError("global.mode", "global-accelerator works for AWS-only fleets; use latency-dns with gcp regions"))
+        errors.append(
+            FieldError("global.mode", "global-accelerator works for AWS-only fleets; use latency-dns with gcp regions")
+        )
     names = [p.name for p in fleet.routing.pools]
     for i, pool in enumerate(fleet.routing.pools):
         if names.index(pool.name) != i:
@@ -378,9 +395,7 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: b
         if isinstance(key, list | dict):
             raise yaml.constructor.ConstructorError(None, None, "a mapping key must be a scalar", key_node.start_mark)
         if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
         seen.add(key)
     return loader.construct_mapping(node, deep=deep)
 
@@ -393,7 +408,9 @@ def parse_fleet(data: object, source: str = "<fleet>") -> Fleet:
     if data is None:
         raise FleetConfigError(source, [FieldError("", "file is empty; it needs at least 'global' and 'regions'")])
     if not isinstance(data, Mapping):
-        raise FleetConfigError(source, [FieldError("", f"top level must be a mapping of keys, got {type(data).__name__}")])
+        raise FleetConfigError(
+            source, [FieldError("", f"top level must be a mapping of keys, got {type(data).__name__}")]
+        )
     try:
         fleet = Fleet.model_validate(dict(data))
     except ValidationError as exc:

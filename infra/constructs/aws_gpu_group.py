@@ -137,7 +137,7 @@ class AwsGpuGroup(Construct):
             metadata_options=LaunchTemplateMetadataOptions(
                 http_endpoint="enabled",
                 http_tokens="required",
-                http_put_response_hop_limit=2,  # the container may read IMDS through the docker bridge
+                http_put_response_hop_limit=1,  # the container uses host networking (boot template)
                 instance_metadata_tags="disabled",
             ),
             monitoring=LaunchTemplateMonitoring(enabled=True),
@@ -201,7 +201,8 @@ class AwsGpuGroup(Construct):
                         version=Token.as_string(self.launch_template.latest_version),
                     ),
                     override=[
-                        AutoscalingGroupMixedInstancesPolicyLaunchTemplateOverride(instance_type=t) for t in instance_types
+                        AutoscalingGroupMixedInstancesPolicyLaunchTemplateOverride(instance_type=t)
+                        for t in instance_types
                     ],
                 ),
             ),

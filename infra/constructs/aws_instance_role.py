@@ -60,7 +60,9 @@ class AwsInstanceRole(Construct):
             role=self.role.name,
             policy_arn=f"arn:{partition}:iam::aws:policy/AmazonSSMManagedInstanceCore",
         )
-        asg_arn = f"arn:{partition}:autoscaling:{region}:{account_id}:autoScalingGroup:*:autoScalingGroupName/{asg_name}"
+        asg_arn = (
+            f"arn:{partition}:autoscaling:{region}:{account_id}:autoScalingGroup:*:autoScalingGroupName/{asg_name}"
+        )
         statements: list[dict[str, object]] = [
             {
                 "Sid": "ReadApiKeys",

@@ -62,10 +62,6 @@ class AwsLoadBalancer(Construct):
         self.security_group = SecurityGroup(
             self, "sg", name_prefix=f"{name}-alb-", description=f"{name} load balancer", vpc_id=vpc_id
         )
-        suppress(
-            self.security_group,
-            {"CKV_AWS_260": "port 80 only answers 301 to HTTPS; closing it breaks plain-HTTP clients' redirect"},
-        )
         for port, what in ((443, "HTTPS API"), (80, "HTTP, redirected to HTTPS")):
             rule = VpcSecurityGroupIngressRule(
                 self,
@@ -155,6 +151,13 @@ class AwsLoadBalancer(Construct):
                 unhealthy_threshold=3,
             ),
             lifecycle=TerraformResourceLifecycle(create_before_destroy=True),
+        )
+        suppress(
+            self.target_group,
+            {
+                "CKV_AWS_378": "TLS ends at the ALB; targets sit in private subnets and accept the service port "
+                "only from the ALB's security group"
+            },
         )
         self.http_listener = LbListener(
             self,

@@ -11,7 +11,10 @@ import json
 
 from cdktf import Fn, Token
 from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
-from cdktf_cdktf_provider_aws.data_aws_availability_zones import DataAwsAvailabilityZones, DataAwsAvailabilityZonesFilter
+from cdktf_cdktf_provider_aws.data_aws_availability_zones import (
+    DataAwsAvailabilityZones,
+    DataAwsAvailabilityZonesFilter,
+)
 from cdktf_cdktf_provider_aws.default_security_group import DefaultSecurityGroup
 from cdktf_cdktf_provider_aws.eip import Eip
 from cdktf_cdktf_provider_aws.flow_log import FlowLog
@@ -46,8 +49,13 @@ class AwsNetwork(Construct):
         super().__init__(scope, id_)
         if az_count < 2:
             raise ValueError("az_count: the network spans at least 2 availability zones")
+        # An allowlist of zone names keeps the set closed when AWS adds a zone; the first
+        # `az_count` available ones are used.
         azs = DataAwsAvailabilityZones(
-            self, "azs", state="available", filter=[DataAwsAvailabilityZonesFilter(name="opt-in-status", values=["opt-in-not-required"])]
+            self,
+            "azs",
+            state="available",
+            filter=[DataAwsAvailabilityZonesFilter(name="zone-name", values=[f"{region}{z}" for z in "abc"])],
         )
         self.vpc = Vpc(self, "vpc", cidr_block=cidr, enable_dns_hostnames=True, enable_dns_support=True)
         self.vpc.tags = {"Name": name}
@@ -55,7 +63,13 @@ class AwsNetwork(Construct):
         self.igw = InternetGateway(self, "igw", vpc_id=self.vpc.id)
 
         public_rt = RouteTable(self, "public_rt", vpc_id=self.vpc.id)
-        Route(self, "public_default", route_table_id=public_rt.id, destination_cidr_block="0.0.0.0/0", gateway_id=self.igw.id)
+        Route(
+            self,
+            "public_default",
+            route_table_id=public_rt.id,
+            destination_cidr_block="0.0.0.0/0",
+            gateway_id=self.igw.id,
+        )
 
         self.public_subnets: list[Subnet] = []
         self.private_subnets: list[Subnet] = []
@@ -121,7 +135,13 @@ class AwsNetwork(Construct):
                             "Sid": "CloudWatchLogsUsesKey",
                             "Effect": "Allow",
                             "Principal": {"Service": f"logs.{region}.amazonaws.com"},
-                            "Action": ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
+                            "Action": [
+                                "kms:Encrypt*",
+                                "kms:Decrypt*",
+                                "kms:ReEncrypt*",
+                                "kms:GenerateDataKey*",
+                                "kms:Describe*",
+                            ],
                             "Resource": "*",
                             "Condition": {"ArnLike": {"kms:EncryptionContext:aws:logs:arn": log_group_arn}},
                         },

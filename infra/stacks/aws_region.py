@@ -7,10 +7,21 @@ this stack's outputs (remote state) to route to it.
 
 from __future__ import annotations
 
+from cdktf import TerraformOutput
+from cdktf_cdktf_provider_aws.data_aws_caller_identity import DataAwsCallerIdentity
+from cdktf_cdktf_provider_aws.data_aws_partition import DataAwsPartition
+from cdktf_cdktf_provider_aws.data_aws_route53_zone import DataAwsRoute53Zone
+from cdktf_cdktf_provider_aws.provider import AwsProvider
 from constructs import Construct
 
+from infra.aspects import fleet_tags
+from infra.boot import DRAIN_BUDGET_S, METRICS_NAMESPACE, render_boot_script
 from infra.catalog import Cloud
 from infra.config import Fleet, RegionSpec
+from infra.constructs.aws_gpu_group import AwsGpuGroup
+from infra.constructs.aws_instance_role import AwsInstanceRole
+from infra.constructs.aws_load_balancer import AwsLoadBalancer
+from infra.constructs.aws_network import AwsNetwork
 from infra.stacks.common import Backend, FleetStack
 
 # ALB idle timeout: a non-streaming generation of max_tokens must fit; streams send bytes often.
@@ -27,18 +38,6 @@ class AwsRegionStack(FleetStack):
         super().__init__(scope, id_, fleet=fleet, backend=backend)
         if region.cloud != Cloud.AWS:
             raise ValueError(f"region: {region.stack_name} is not an AWS region")
-        from cdktf import TerraformOutput
-        from cdktf_cdktf_provider_aws.data_aws_caller_identity import DataAwsCallerIdentity
-        from cdktf_cdktf_provider_aws.data_aws_partition import DataAwsPartition
-        from cdktf_cdktf_provider_aws.data_aws_route53_zone import DataAwsRoute53Zone
-        from cdktf_cdktf_provider_aws.provider import AwsProvider
-
-        from infra.aspects import fleet_tags
-        from infra.boot import DRAIN_BUDGET_S, METRICS_NAMESPACE, render_boot_script
-        from infra.constructs.aws_gpu_group import AwsGpuGroup
-        from infra.constructs.aws_instance_role import AwsInstanceRole
-        from infra.constructs.aws_load_balancer import AwsLoadBalancer
-        from infra.constructs.aws_network import AwsNetwork
 
         self.region = region
         name = f"{fleet.project}-{region.region}"

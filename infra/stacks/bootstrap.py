@@ -6,6 +6,8 @@ once per account, by hand or by the first CI run, before any regional stack.
 
 from __future__ import annotations
 
+from cdktf import TerraformOutput
+from cdktf_cdktf_provider_aws.provider import AwsProvider
 from constructs import Construct
 
 from infra.config import Fleet
@@ -16,8 +18,6 @@ from infra.stacks.common import Backend, FleetStack
 class BootstrapStack(FleetStack):
     def __init__(self, scope: Construct, id_: str, *, fleet: Fleet, backend: Backend) -> None:
         super().__init__(scope, id_, fleet=fleet, backend=backend, force_local=True)
-        from cdktf import TerraformOutput
-        from cdktf_cdktf_provider_aws.provider import AwsProvider
 
         AwsProvider(self, "aws", region=fleet.state.region)
         self.bucket = AwsStateBucket(self, "state", bucket_name=fleet.state.bucket)

@@ -41,7 +41,9 @@ def use_s3(fleet: Fleet, backend: Backend) -> bool:
 class FleetStack(TerraformStack):
     """A TerraformStack with the fleet's backend and AWS tags applied."""
 
-    def __init__(self, scope: Construct, id_: str, *, fleet: Fleet, backend: Backend, force_local: bool = False) -> None:
+    def __init__(
+        self, scope: Construct, id_: str, *, fleet: Fleet, backend: Backend, force_local: bool = False
+    ) -> None:
         super().__init__(scope, id_)
         self.fleet = fleet
         self.stack_name = id_

@@ -20,10 +20,36 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import TYPE_CHECKING
 
+from cdktf import TerraformOutput
+from cdktf_cdktf_provider_aws.data_aws_route53_zone import DataAwsRoute53Zone
+from cdktf_cdktf_provider_aws.globalaccelerator_accelerator import GlobalacceleratorAccelerator
+from cdktf_cdktf_provider_aws.globalaccelerator_endpoint_group import (
+    GlobalacceleratorEndpointGroup,
+    GlobalacceleratorEndpointGroupEndpointConfiguration,
+)
+from cdktf_cdktf_provider_aws.globalaccelerator_listener import (
+    GlobalacceleratorListener,
+    GlobalacceleratorListenerPortRange,
+)
+from cdktf_cdktf_provider_aws.provider import AwsProvider
+from cdktf_cdktf_provider_aws.route53_record import (
+    Route53Record,
+    Route53RecordAlias,
+    Route53RecordLatencyRoutingPolicy,
+    Route53RecordWeightedRoutingPolicy,
+)
 from constructs import Construct
 
 from infra.catalog import Cloud
 from infra.config import Fleet, GlobalMode, RegionSpec
+from infra.constructs.aws_region_routing import (
+    ATTACHED_RESOURCE_CHECK,
+    ATTACHED_RESOURCE_REASON,
+    AwsRegionRouting,
+    RegionTarget,
+)
+from infra.constructs.aws_suppress import suppress
+from infra.stacks.aws_region import endpoint_name
 from infra.stacks.common import Backend, FleetStack
 
 if TYPE_CHECKING:
@@ -46,12 +72,6 @@ def latency_region(region: RegionSpec) -> str:
 class GlobalStack(FleetStack):
     def __init__(self, scope: Construct, id_: str, *, fleet: Fleet, backend: Backend) -> None:
         super().__init__(scope, id_, fleet=fleet, backend=backend)
-        from cdktf import TerraformOutput
-        from cdktf_cdktf_provider_aws.data_aws_route53_zone import DataAwsRoute53Zone
-        from cdktf_cdktf_provider_aws.provider import AwsProvider
-
-        from infra.constructs.aws_region_routing import AwsRegionRouting, RegionTarget
-        from infra.stacks.aws_region import endpoint_name
 
         AwsProvider(self, "aws", region=ROUTE53_REGION)
         g = fleet.global_
@@ -91,12 +111,6 @@ class GlobalStack(FleetStack):
 
     # -- latency-dns ---------------------------------------------------------------------
     def _latency_records(self) -> None:
-        from cdktf_cdktf_provider_aws.route53_record import (
-            Route53Record,
-            Route53RecordAlias,
-            Route53RecordLatencyRoutingPolicy,
-            Route53RecordWeightedRoutingPolicy,
-        )
 
         domain = self.fleet.global_.domain
         groups: dict[str, list[RegionSpec]] = defaultdict(list)
@@ -106,7 +120,7 @@ class GlobalStack(FleetStack):
             rid = aws_region.replace("-", "_")
             if len(members) == 1:
                 routing = self.regions[members[0].stack_name]
-                Route53Record(
+                record = Route53Record(
                     self,
                     f"latency_{rid}",
                     zone_id=self.zone.zone_id,
@@ -115,26 +129,31 @@ class GlobalStack(FleetStack):
                     set_identifier=members[0].stack_name,
                     latency_routing_policy=Route53RecordLatencyRoutingPolicy(region=aws_region),
                     health_check_id=routing.health_check.id,
-                    **routing.target.record_args(),
+                    alias=routing.target.alias,
+                    records=routing.target.records,
+                    ttl=routing.target.ttl,
                 )
+                suppress(record, {ATTACHED_RESOURCE_CHECK: ATTACHED_RESOURCE_REASON})
                 continue
             shared = f"{aws_region}.latency.{domain}"
             weighted = []
             for region in members:
                 routing = self.regions[region.stack_name]
-                weighted.append(
-                    Route53Record(
-                        self,
-                        f"weighted_{region.stack_name.replace('-', '_')}",
-                        zone_id=self.zone.zone_id,
-                        name=shared,
-                        type="A",
-                        set_identifier=region.stack_name,
-                        weighted_routing_policy=Route53RecordWeightedRoutingPolicy(weight=1),
-                        health_check_id=routing.health_check.id,
-                        **routing.target.record_args(),
-                    )
+                member = Route53Record(
+                    self,
+                    f"weighted_{region.stack_name.replace('-', '_')}",
+                    zone_id=self.zone.zone_id,
+                    name=shared,
+                    type="A",
+                    set_identifier=region.stack_name,
+                    weighted_routing_policy=Route53RecordWeightedRoutingPolicy(weight=1),
+                    health_check_id=routing.health_check.id,
+                    alias=routing.target.alias,
+                    records=routing.target.records,
+                    ttl=routing.target.ttl,
                 )
+                suppress(member, {ATTACHED_RESOURCE_CHECK: ATTACHED_RESOURCE_REASON})
+                weighted.append(member)
             Route53Record(
                 self,
                 f"latency_{rid}",
@@ -149,16 +168,6 @@ class GlobalStack(FleetStack):
 
     # -- global-accelerator (AWS-only fleets; the config refuses it with GCP regions) ----
     def _global_accelerator(self) -> None:
-        from cdktf_cdktf_provider_aws.globalaccelerator_accelerator import GlobalacceleratorAccelerator
-        from cdktf_cdktf_provider_aws.globalaccelerator_endpoint_group import (
-            GlobalacceleratorEndpointGroup,
-            GlobalacceleratorEndpointGroupEndpointConfiguration,
-        )
-        from cdktf_cdktf_provider_aws.globalaccelerator_listener import (
-            GlobalacceleratorListener,
-            GlobalacceleratorListenerPortRange,
-        )
-        from cdktf_cdktf_provider_aws.route53_record import Route53Record, Route53RecordAlias
 
         g = self.fleet.global_
         self.accelerator = GlobalacceleratorAccelerator(
@@ -206,7 +215,6 @@ class GlobalStack(FleetStack):
 
         Read from the GCP stack's outputs `dns_authorization_record_{name,type,data}`.
         """
-        from cdktf_cdktf_provider_aws.route53_record import Route53Record
 
         Route53Record(
             self,

@@ -178,8 +178,11 @@ class MotoServer:
     def __enter__(self) -> MotoServer:
         env = {**os.environ, **self._env}
         with self.log.open("wb") as log:
-            self._proc = subprocess.Popen(  # noqa: S603
-                [str(self.binary), "-H", "127.0.0.1", "-p", str(self.port)], stdout=log, stderr=subprocess.STDOUT, env=env
+            self._proc = subprocess.Popen(
+                [str(self.binary), "-H", "127.0.0.1", "-p", str(self.port)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
             )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -216,11 +219,21 @@ def endpoint_override(endpoint: str, services: Sequence[str] = AWS_SERVICES) -> 
                     "skip_metadata_api_check": True,
                     "skip_region_validation": True,
                     "s3_use_path_style": True,
-                    "endpoints": [{s: endpoint for s in services}],
+                    "endpoints": [dict.fromkeys(services, endpoint)],
                 }
             ]
         }
     }
+
+
+def uses_aws_provider(stack_dir: Path) -> bool:
+    """Whether the stack configures the aws provider (an override needs a block to merge into)."""
+    for path in stack_dir.glob("*.tf.json"):
+        if path.name.endswith("_override.tf.json"):
+            continue
+        if "aws" in json.loads(path.read_text(encoding="utf-8")).get("provider", {}):
+            return True
+    return False
 
 
 def copy_stacks(stacks_dir: Path, names: Sequence[str], dest: Path) -> dict[str, Path]:
@@ -233,9 +246,7 @@ def copy_stacks(stacks_dir: Path, names: Sequence[str], dest: Path) -> dict[str,
     return out
 
 
-def deploy_to_moto(
-    runner: TerraformRunner, stack_dirs: Mapping[str, Path], endpoint: str
-) -> dict[str, dict[str, Any]]:
+def deploy_to_moto(runner: TerraformRunner, stack_dirs: Mapping[str, Path], endpoint: str) -> dict[str, dict[str, Any]]:
     """Write the endpoint override into each (copied) stack, init and apply in the given order.
 
     Returns each stack's outputs. The caller destroys in reverse order (`destroy_stacks`).
@@ -243,7 +254,8 @@ def deploy_to_moto(
     outputs: dict[str, dict[str, Any]] = {}
     override = json.dumps(endpoint_override(endpoint), indent=2)
     for name, cwd in stack_dirs.items():
-        (cwd / OVERRIDE_FILE).write_text(override, encoding="utf-8")
+        if uses_aws_provider(cwd):
+            (cwd / OVERRIDE_FILE).write_text(override, encoding="utf-8")
         runner.init(cwd)
         runner.apply(cwd)
         outputs[name] = runner.outputs(cwd)
