@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from cdktf import TerraformIterator, TerraformResourceLifecycle, Token
+from cdktf import TerraformResourceLifecycle
 from cdktf_cdktf_provider_aws.acm_certificate import AcmCertificate
 from cdktf_cdktf_provider_aws.acm_certificate_validation import AcmCertificateValidation
 from cdktf_cdktf_provider_aws.lb import Lb
@@ -85,25 +85,29 @@ class AwsLoadBalancer(Construct):
             key_algorithm="EC_prime256v1",
             lifecycle=TerraformResourceLifecycle(create_before_destroy=True),
         )
-        options = TerraformIterator.from_complex_list(self.certificate.domain_validation_options, "domain_name")
-        self.validation_records = Route53Record(
-            self,
-            "cert_validation",
-            for_each=options,
-            zone_id=zone_id,
-            name=options.get_string("resource_record_name"),
-            type=options.get_string("resource_record_type"),
-            records=[options.get_string("resource_record_value")],
-            ttl=60,
-            allow_overwrite=True,
-        )
+        # One record per name, keyed at synth time: a for_each over domain_validation_options
+        # would have keys unknown until the certificate exists, which a first apply rejects.
+        self.validation_records: list[Route53Record] = []
+        for i, domain in enumerate(domain_names):
+            options = f"{self.certificate.fqn}.domain_validation_options"
+            option = f"[for o in {options} : o if o.domain_name == {json.dumps(domain)}]"
+            self.validation_records.append(
+                Route53Record(
+                    self,
+                    f"cert_validation_{i}",
+                    zone_id=zone_id,
+                    name=f"${{one({option}).resource_record_name}}",
+                    type=f"${{one({option}).resource_record_type}}",
+                    records=[f"${{one({option}).resource_record_value}}"],
+                    ttl=60,
+                    allow_overwrite=True,
+                )
+            )
         self.certificate_validation = AcmCertificateValidation(
             self,
             "cert_validated",
             certificate_arn=self.certificate.arn,
-            validation_record_fqdns=Token.as_list(
-                TerraformIterator.from_resources(self.validation_records).pluck_property("fqdn")
-            ),
+            validation_record_fqdns=[r.fqdn for r in self.validation_records],
         )
 
         self.alb = Lb(

@@ -173,6 +173,13 @@ class GlobalStack(FleetStack):
         self.accelerator = GlobalacceleratorAccelerator(
             self, "accelerator", name=self.fleet.project, ip_address_type="IPV4", enabled=True
         )
+        suppress(
+            self.accelerator,
+            {
+                "CKV_AWS_75": "each region's VPC flow logs and the gateway's request logs already record every "
+                "connection; accelerator flow logs would need their own bucket in us-west-2",
+            },
+        )
         listener = GlobalacceleratorListener(
             self,
             "accelerator_https",

@@ -220,7 +220,12 @@ def moto_deployment(
 
     work = tmp_path_factory.mktemp("moto")
     fleet = local_synth.fleet
-    env = {"MOTO_ACM_VALIDATION_WAIT": "0", "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
+    env = {
+        "MOTO_ACM_VALIDATION_WAIT": "0",  # certificates are ISSUED once their records exist
+        "MOTO_IAM_LOAD_MANAGED_POLICIES": "true",  # AmazonSSMManagedInstanceCore
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+    }
     with tfh.MotoServer(VENV_BIN / "moto_server", log=work / "moto.log", env=env) as moto:
         r53 = boto3.client(
             "route53",

@@ -73,7 +73,7 @@ def test_target_group_and_listeners(moto_deployment: MotoDeployment) -> None:
     assert listeners[443]["DefaultActions"][0]["FixedResponseConfig"]["StatusCode"] == "404"
     rules = [r for r in elbv2.describe_rules(ListenerArn=listeners[443]["ListenerArn"])["Rules"] if not r["IsDefault"]]
     (rule,) = rules
-    assert sorted(rule["Conditions"][0]["Values"]) == sorted(
+    assert sorted(rule["Conditions"][0]["PathPatternConfig"]["Values"]) == sorted(
         ["/v1/chat/completions", "/v1/completions", "/v1/models", "/health/ready"]
     )
     attrs = {

@@ -17,6 +17,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -246,28 +247,54 @@ def copy_stacks(stacks_dir: Path, names: Sequence[str], dest: Path) -> dict[str,
     return out
 
 
-def deploy_to_moto(runner: TerraformRunner, stack_dirs: Mapping[str, Path], endpoint: str) -> dict[str, dict[str, Any]]:
-    """Write the endpoint override into each (copied) stack, init and apply in the given order.
+def deploy_to_moto(
+    runner: TerraformRunner, stack_dirs: Mapping[str, Path], endpoint: str, *, last: Sequence[str] = ("global",)
+) -> dict[str, dict[str, Any]]:
+    """Write the endpoint override into each (copied) stack, init and apply; return outputs.
 
-    Returns each stack's outputs. The caller destroys in reverse order (`destroy_stacks`).
+    Stacks not named in `last` are independent of each other and are applied concurrently
+    (each is its own terraform process and state); `last` (the global stack, which reads the
+    others' state) follows in order. The caller destroys with `destroy_stacks`.
     """
-    outputs: dict[str, dict[str, Any]] = {}
     override = json.dumps(endpoint_override(endpoint), indent=2)
-    for name, cwd in stack_dirs.items():
+
+    # init one at a time: terraform's plugin cache is not safe for concurrent installs
+    for cwd in stack_dirs.values():
         if uses_aws_provider(cwd):
             (cwd / OVERRIDE_FILE).write_text(override, encoding="utf-8")
         runner.init(cwd)
-        runner.apply(cwd)
-        outputs[name] = runner.outputs(cwd)
+
+    def apply(name: str) -> tuple[str, dict[str, Any]]:
+        runner.apply(stack_dirs[name])
+        return name, runner.outputs(stack_dirs[name])
+
+    first = [n for n in stack_dirs if n not in last]
+    outputs: dict[str, dict[str, Any]] = {}
+    with ThreadPoolExecutor(max_workers=max(len(first), 1)) as pool:
+        for name, out in pool.map(apply, first):
+            outputs[name] = out
+    for name in (n for n in last if n in stack_dirs):
+        outputs[name] = apply(name)[1]
     return outputs
 
 
-def destroy_stacks(runner: TerraformRunner, stack_dirs: Mapping[str, Path]) -> list[str]:
-    """Destroy in reverse order; returns the errors (empty when all went cleanly)."""
-    errors: list[str] = []
-    for name in reversed(list(stack_dirs)):
+def destroy_stacks(
+    runner: TerraformRunner, stack_dirs: Mapping[str, Path], *, first: Sequence[str] = ("global",)
+) -> list[str]:
+    """Destroy `first` (the stacks that read the others), then the rest concurrently.
+
+    Returns the errors (empty when all went cleanly).
+    """
+
+    def destroy(name: str) -> str | None:
         try:
             runner.destroy(stack_dirs[name])
         except HarnessError as exc:
-            errors.append(f"{name}: {exc}")
+            return f"{name}: {exc}"
+        return None
+
+    errors = [e for e in (destroy(n) for n in first if n in stack_dirs) if e]
+    rest = [n for n in stack_dirs if n not in first]
+    with ThreadPoolExecutor(max_workers=max(len(rest), 1)) as pool:
+        errors += [e for e in pool.map(destroy, rest) if e]
     return errors
