@@ -148,7 +148,7 @@ def checkov_report(
             dest.mkdir(parents=True)
             shutil.copy(synth.dir(name) / "cdk.tf.json", dest / "cdk.tf.json")
     proc = subprocess.run(
-        [str(CHECKOV), "--framework", "terraform_json", "-d", str(root), "-o", "json", "--quiet", "--compact"],
+        [str(CHECKOV), "--framework", "terraform_json", "-d", str(root), "-o", "json", "--compact"],
         capture_output=True,
         text=True,
         timeout=600,

@@ -93,6 +93,7 @@ class TerraformRunner:
     plugin_cache: Path
     extra_env: Mapping[str, str] = field(default_factory=dict)
     binary: str = "terraform"
+    log_dir: Path | None = None  # when set, every command's output and duration is kept here
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -118,6 +119,11 @@ class TerraformRunner:
             )
         except subprocess.TimeoutExpired as exc:
             raise HarnessError(f"{' '.join(cmd)} in {cwd}: timed out after {timeout_s:.0f}s") from exc
+        if self.log_dir is not None:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            log = self.log_dir / f"{cwd.parent.name}.{cwd.name}.{args[0]}.log"
+            with log.open("a", encoding="utf-8") as fh:
+                fh.write(f"$ {' '.join(cmd)}  # exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}\n")
         if proc.returncode not in tuple(ok_codes):
             tail = (proc.stdout[-3000:] + "\n" + proc.stderr[-5000:]).strip()
             raise HarnessError(f"{' '.join(cmd)} in {cwd}: exit {proc.returncode}\n{tail}")
@@ -152,7 +158,7 @@ def make_runner(tmp: Path) -> TerraformRunner:
     mirror = provider_mirror()
     cache = tmp / "plugin-cache"
     cache.mkdir(parents=True, exist_ok=True)
-    return TerraformRunner(cli_config=write_cli_config(tmp, mirror), plugin_cache=cache)
+    return TerraformRunner(cli_config=write_cli_config(tmp, mirror), plugin_cache=cache, log_dir=tmp / "logs")
 
 
 # ---------------------------------------------------------------------------------------
