@@ -82,7 +82,6 @@ class AwsLoadBalancer(Construct):
             domain_name=domain_names[0],
             subject_alternative_names=list(domain_names[1:]),
             validation_method="DNS",
-            key_algorithm="EC_prime256v1",
             lifecycle=TerraformResourceLifecycle(create_before_destroy=True),
         )
         # One record per name, keyed at synth time: a for_each over domain_validation_options
