@@ -45,7 +45,9 @@ def gcp_name(*parts: str, max_len: int = LABEL_MAX) -> str:
     full name, so two long names that differ only in the middle stay distinct.
     """
     full = re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "-", "-".join(parts).lower())).strip("-")
-    if not full or not full[0].isalpha():
+    if not full:
+        full = "x"
+    elif not full[0].isalpha():
         full = f"x-{full}"
     if len(full) <= max_len:
         return full
