@@ -41,6 +41,9 @@ class AwsTags:
     def visit(self, node: IConstruct) -> None:
         if not isinstance(node, TerraformResource):
             return
+        if not node.terraform_resource_type.startswith("aws_"):
+            # Google resources take labels (GcpLabels), and their `tags` are network tags.
+            return
         if node.terraform_resource_type == "aws_autoscaling_group":
             # `tag` blocks are written by the ASG construct itself (it needs propagate_at_launch).
             return
