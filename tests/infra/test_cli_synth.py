@@ -21,7 +21,7 @@ print(json.dumps({"code": code, "modules": mods}))
 
 
 @pytest.mark.slow
-def test_synth_one_region_loads_only_aws_submodules_it_uses(tmp_path: Path) -> None:
+def test_synth_one_region_loads_no_google_bindings(tmp_path: Path) -> None:
     out = tmp_path / "out"
     proc = subprocess.run(
         [sys.executable, "-c", _PROBE, "synth", "--stack", "aws-us-west-2", "--backend", "local", "--out", str(out)],
@@ -36,10 +36,9 @@ def test_synth_one_region_loads_only_aws_submodules_it_uses(tmp_path: Path) -> N
     assert result["code"] == 0
     modules: list[str] = result["modules"]
     assert not [m for m in modules if m.startswith("cdktf_cdktf_provider_google")]
-    submodules = {m.split(".")[1] for m in modules if m.count(".") >= 1 and not m.split(".")[1].startswith("_")}
-    assert "vpc" in submodules
-    assert "autoscaling_group" in submodules
-    assert len(submodules) < 50, sorted(submodules)  # of ~2,100 in the package
+    # The AWS package's __init__ imports all of its ~2,100 submodules, so the whole AWS binding
+    # is the floor of an AWS synth; what must never load is the Google binding.
+    assert "cdktf_cdktf_provider_aws.autoscaling_group" in modules
     assert sorted(p.name for p in (out / "stacks").iterdir()) == ["aws-us-west-2"]
 
 

@@ -145,6 +145,12 @@ class TerraformRunner:
         proc = self.run(cwd, "plan", "-no-color", "-detailed-exitcode", "-parallelism=20", ok_codes=(0, 2))
         return proc.returncode, proc.stdout
 
+    def plan_changes(self, cwd: Path) -> list[dict[str, Any]]:
+        """The resource changes a fresh plan proposes (no-ops and reads left out)."""
+        self.run(cwd, "plan", "-no-color", "-out=recheck.tfplan", "-parallelism=20")
+        shown = json.loads(self.run(cwd, "show", "-json", "recheck.tfplan").stdout)
+        return [rc for rc in shown.get("resource_changes", []) if rc["change"]["actions"] not in (["no-op"], ["read"])]
+
     def destroy(self, cwd: Path, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
         self.run(cwd, "destroy", "-no-color", "-auto-approve", "-parallelism=20", timeout_s=timeout_s)
 
@@ -152,6 +158,15 @@ class TerraformRunner:
         proc = self.run(cwd, "output", "-json")
         raw: dict[str, Any] = json.loads(proc.stdout)
         return {k: v["value"] for k, v in raw.items()}
+
+
+def changed_attributes(change: dict[str, Any]) -> set[str]:
+    """Top-level attributes an update changes (including ones unknown until apply)."""
+    before = change.get("before") or {}
+    after = change.get("after") or {}
+    unknown = change.get("after_unknown") or {}
+    keys = {k for k in set(before) | set(after) if before.get(k) != after.get(k)}
+    return keys | {k for k, v in unknown.items() if v is True}
 
 
 def make_runner(tmp: Path) -> TerraformRunner:
