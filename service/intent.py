@@ -547,11 +547,11 @@ class Classification:
 
 def explain(text: str) -> Classification:
     """The decision and the scores behind it (for logs and tuning)."""
-    framing = _score(text, _GENERAL_FRAMING)
-    code = _score(text, _CODE_SYNTAX) + max(0, _score(text, _CODE_VOCABULARY) - framing)
-    math = _score(text, _MATH_NOTATION) + max(
-        0, _score(text, _MATH_VOCABULARY) + _quantity_question_score(text) - framing
-    )
+    code_words = _score(text, _CODE_VOCABULARY)
+    math_words = _score(text, _MATH_VOCABULARY) + _quantity_question_score(text)
+    framing = _score(text, _GENERAL_FRAMING) if code_words or math_words else 0
+    code = _score(text, _CODE_SYNTAX) + max(0, code_words - framing)
+    math = _score(text, _MATH_NOTATION) + max(0, math_words - framing)
     if max(code, math) < _THRESHOLD:
         intent = Intent.GENERAL
     elif code >= math:
