@@ -27,6 +27,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data" / "intent_queries.jsonl"
+HOLDOUT = ROOT / "tests" / "data" / "intent_queries_holdout.jsonl"
 OUT = ROOT / "bench-results" / "features.json"
 
 ANSWER = {
@@ -92,6 +93,8 @@ def bench_classifier(rounds: int) -> list[dict[str, Any]]:
     median = statistics.median(per_query)
     p99 = statistics.quantiles(per_query, n=100)[98]
     accuracy = sum(classify(r["text"]) == r["label"] for r in rows) / len(rows)
+    holdout = [json.loads(line) for line in HOLDOUT.read_text(encoding="utf-8").splitlines() if line.strip()]
+    holdout_accuracy = sum(classify(r["text"]) == r["label"] for r in holdout) / len(holdout)
     start = time.perf_counter()
     for _ in range(rounds):
         for text in texts:
@@ -106,6 +109,15 @@ def bench_classifier(rounds: int) -> list[dict[str, Any]]:
         figure("intent classification, p99 per query", p99, "us"),
         figure(
             f"intent accuracy on {len(rows)} labelled queries", accuracy, "ratio", goal=">= 0.95", met=accuracy >= 0.95
+        ),
+        # Blind-written set: 0.917 when first measured, before the classifier was tuned on its misses.
+        figure(
+            f"intent accuracy on {len(holdout)} holdout queries",
+            holdout_accuracy,
+            "ratio",
+            baseline=0.917,
+            goal=">= 0.95",
+            met=holdout_accuracy >= 0.95,
         ),
         figure("language detection, mean per query", lang_us, "us", goal="< 1000 us", met=lang_us < 1000),
     ]

@@ -15,10 +15,12 @@ from starlette.responses import Response
 from service import preemption, routes
 from service.auth import ApiKeyAuth
 from service.drain import DrainController
-from service.engine_client import HttpEngineClient
+from service.engine_client import EngineClient, HttpEngineClient
 from service.errors import error_response
+from service.features import FeatureChain, build_pool_clients
 from service.metrics import GatewayMetrics
 from service.middleware import GatewayMiddleware, InFlight
+from service.pools import PoolRouter
 from service.proxy import PUBLIC_ROUTES, AdmissionPolicy, Gateway
 from service.settings import ServiceSettings
 from service.state import ServiceState
@@ -40,6 +42,16 @@ def build_engine(settings: ServiceSettings) -> EngineSupervisor:
     return EngineSupervisor(settings, client, process=process)
 
 
+def build_features(settings: ServiceSettings, local: EngineClient, metrics: GatewayMetrics) -> FeatureChain:
+    """Cache, deadline, rate limits, pools and languages from the resolved settings."""
+    features = settings.resolved_features()
+    router = PoolRouter.from_settings(features.routing, local_model=settings.served_model_name)
+    engines = build_pool_clients(router, features, local=local, local_model=settings.served_model_name)
+    return FeatureChain(
+        features, router=router, engines=engines, registry=metrics.registry, max_tokens_cap=settings.max_tokens_cap
+    )
+
+
 def create_app(
     settings: ServiceSettings,
     *,
@@ -55,6 +67,7 @@ def create_app(
     metrics = GatewayMetrics(ready=lambda: holder[0].ready, draining=lambda: drain.draining)
     engine.on_restart = metrics.engine_restarts.inc
     engine.on_fatal = lambda reason: holder[0].request_exit(1, reason)
+    features = build_features(settings, engine.client, metrics)
     gateway = Gateway(
         settings,
         engine=engine.client,
@@ -64,6 +77,8 @@ def create_app(
         metrics=metrics,
         in_flight=in_flight,
         policies=policies,
+        models=features.accepted_models,
+        features=features,
     )
     state = ServiceState(settings, engine, drain, metrics, gateway, in_flight)
     holder.append(state)
@@ -98,6 +113,7 @@ def create_app(
                 task.cancel()
             await drain.aclose()
             await engine.stop()
+            await features.aclose()
             await engine.client.aclose()
             if metrics_server is not None:
                 metrics_server.shutdown()

@@ -288,7 +288,9 @@ class ResponseCache:
         self._metrics = _Metrics.create(self.registry, self.namespace) if self.registry is not None else None
 
     @classmethod
-    def from_settings(cls, settings: CacheSettings, *, registry: CollectorRegistry | None = None) -> ResponseCache:
+    def from_settings(
+        cls, settings: CacheSettings, *, registry: CollectorRegistry | None = None, namespace: str = "llm"
+    ) -> ResponseCache:
         """Connects lazily to `settings.redis_url` when set (no I/O here)."""
         client = None
         if settings.redis_url:
@@ -297,7 +299,7 @@ class ResponseCache:
                 socket_timeout=settings.redis_timeout_s,
                 socket_connect_timeout=settings.redis_timeout_s,
             )
-        return cls(settings, redis=client, registry=registry)
+        return cls(settings, redis=client, registry=registry, namespace=namespace)
 
     async def aclose(self) -> None:
         if self.redis is not None:

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, get_origin
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from service.settings import ENV_PREFIX, ServiceSettings
 
@@ -30,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
         argument_default=argparse.SUPPRESS,
     )
     for name, info in ServiceSettings.model_fields.items():
+        if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
+            continue  # a nested section: environment only (LLM_SERVICE_FEATURES__CACHE__TTL_S)
         help_text = f"{info.description or ''} [{env_name(name)}]"
         if info.annotation is bool:
             parser.add_argument(flag_name(name), action=argparse.BooleanOptionalAction, help=help_text)
@@ -46,6 +48,8 @@ def _describe(error: Any) -> str:
     if not location:  # a model-level check names its field first: "model: ..."
         return message
     field = location[0]
+    if len(location) > 1:  # inside a nested section: only the environment sets it
+        return f"{'.'.join(location)} ({ENV_PREFIX}{'__'.join(part.upper() for part in location)}): {message}"
     return f"{flag_name(field)} ({env_name(field)}): {message}"
 
 

@@ -1,8 +1,9 @@
 """Settings of the gateway's optional features: response cache, timeout fallback, rate
 limits, intent routing across model pools and multilingual answers.
 
-Each class is a nested section of the gateway's settings (pydantic-settings reads them
-from the environment with a `__` delimiter, e.g. `LLM_FEATURES__CACHE__TTL_S=300`).
+Each class is a nested section of the gateway's settings (`ServiceSettings.features`;
+pydantic-settings reads them from the environment with a `__` delimiter, e.g.
+`LLM_SERVICE_FEATURES__CACHE__TTL_S=300`).
 `FeaturesSettings.from_fleet` derives the defaults that the fleet file owns (rate limits,
 cache TTL, pools), so one `regions.yaml` keeps driving every instance.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from typing import Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from infra.config import Fleet, PoolSpec
 
@@ -76,6 +77,11 @@ class RoutingSettings(_Section):
 
     default_model: str = Field(default="auto", min_length=1)
     pools: tuple[PoolSpec, ...] = ()
+    # Remote pools (a `url`): the gateway's own client to them, with its own timeouts.
+    remote_connect_timeout_s: float = Field(default=5.0, gt=0)
+    remote_read_timeout_s: float = Field(default=300.0, gt=0, description="per chunk")
+    remote_max_connections: int = Field(default=256, ge=1)
+    remote_api_key: SecretStr | None = Field(default=None, description="bearer key sent to remote pools")
 
 
 class LanguageSettings(_Section):

@@ -3,8 +3,13 @@
 `classify(text)` is a pure function over the last user message: weighted regular
 expressions score programming signals (code fences, inline code, syntax, error names,
 languages and tools, programming vocabulary in English and Chinese) and mathematical
-signals (arithmetic, equations, math notation and vocabulary). The larger score wins when
-it reaches `_THRESHOLD`; otherwise the query is general. No model, no I/O: a few dozen
+signals (arithmetic, equations, math notation and vocabulary, unit conversions and word
+problems). Vocabulary alone is weaker evidence than syntax: when the message is framed as
+an everyday request (a recommendation, a purchase, a career question, an opinion, a
+letter or email to write), that framing is subtracted from the vocabulary score, so "a
+laptop for programming" or "an email about an 8% rent rise" stay general while code and
+formulas still win. The larger score wins when it reaches `_THRESHOLD`; otherwise the
+query is general. No model, no I/O: a few dozen
 microseconds per query, so it runs inline on every `model: "auto"` request.
 """
 
@@ -50,8 +55,8 @@ def _rx(pattern: str, weight: int, flags: int = 0, cap: int = 1) -> _Signal:
 
 _I = re.IGNORECASE
 
-_CODE_SIGNALS: tuple[_Signal, ...] = (
-    # Syntax.
+# Programming syntax: evidence on its own, whatever the framing.
+_CODE_SYNTAX: tuple[_Signal, ...] = (
     _rx(r"```", 5),
     _rx(r"`[^`\n]{1,80}`", 2),
     _rx(r"^\s*(?:def|class|import|from\s+\S+\s+import|#include|package|using\s+namespace)\b", 3, re.MULTILINE),
@@ -70,6 +75,23 @@ _CODE_SIGNALS: tuple[_Signal, ...] = (
     _rx(r"(?<![\w/])\.(?:py|js|ts|tsx|jsx|java|go|rs|cpp|cc|h|cs|rb|php|sh|sql|yaml|yml|json|toml|jpe?g|png|csv)\b", 2),
     _rx(r"(?:^|\s)--?[a-z][\w-]*|\bHEAD~\d", 1, re.MULTILINE),
     _rx(r"\b(?:SELECT|INSERT|UPDATE|DELETE|GROUP BY|ORDER BY|JOIN|WHERE|DISTINCT)\b", 2, cap=1),
+    # A language named as the tool of a writing task: "用Java写", "implement it in Rust".
+    _rx(
+        r"(?:用|使用|基于)\s*(?:python|java|rust|swift|ruby|go|c\+\+|c#|kotlin|javascript|typescript|js|php|scala)"
+        r"\s*(?:来)?\s*(?:写|实现|编写|开发|做)",
+        2,
+        _I,
+    ),
+    _rx(
+        r"\b(?:write|implement|code|build|create)\b.{0,60}\b(?:in|using)\s+"
+        r"(?:python|java|rust|swift|ruby|go|kotlin|scala|bash|c\+\+|c#)(?![A-Za-z0-9_])",
+        2,
+        _I,
+    ),
+)
+
+# Programming vocabulary: evidence unless the message is framed as an everyday request.
+_CODE_VOCABULARY: tuple[_Signal, ...] = (
     # Languages, frameworks and tools that are unambiguous.
     _words(
         r"javascript",
@@ -144,7 +166,7 @@ _CODE_SIGNALS: tuple[_Signal, ...] = (
         r"merge ?sort",
         r"recursion",
         r"memoi[sz]ation",
-        r"list comprehensions?",
+        r"(?:list|dict|set) comprehensions?",
         r"unit tests?",
         r"virtual environment",
         r"dependency injection",
@@ -219,7 +241,7 @@ _CODE_SIGNALS: tuple[_Signal, ...] = (
     _cjk(
         r"代码",
         r"编程",
-        r"程序",
+        r"程序(?!员)",
         r"报错",
         r"调试",
         r"编译",
@@ -265,20 +287,36 @@ _CODE_SIGNALS: tuple[_Signal, ...] = (
         r"安装包",
         weight=1,
     ),
-    _rx(r"(?:用|写).{0,8}(?:函数|程序|代码|脚本|实现)", 1),
+    _cjk(r"设计模式", r"单例", r"线程安全", r"并发", r"多态", r"继承", weight=2),
+    _rx(r"(?:用|写).{0,8}(?:函数|程序(?!员)|代码|脚本|实现)", 1),
 )
 
-_MATH_SIGNALS: tuple[_Signal, ...] = (
-    # Notation.
+# Mathematical notation: evidence on its own.
+_MATH_NOTATION: tuple[_Signal, ...] = (
     _rx(r"\d+(?:\.\d+)?\s*[-+*/×÷^]\s*\(?\d+", 3),
     _rx(r"[a-z0-9)]\s*\^\s*[\d(a-z]|[a-z)\d][²³]|[√∫∑∏π≤≥≠±∞]|[₀-₉]|\\(?:frac|int|sqrt|sum)", 3, _I),
     _rx(r"\b\d+[a-z]\b\s*[-+=]|[-+=]\s*\d*[a-z]\b(?!\w)\s*(?:[-+=]|$)|\b[a-z]\s*[=<>]\s*[-\d(]", 2, _I),
     _rx(r"\b[a-z]\s*\(\s*[a-z]\s*\)|\b(?:sin|cos|tan|log|ln|exp|lim)(?![a-z])\s*[(\w₀-₉]", 3, _I),
     _rx(r"\b\d+/\d+\b", 2),
-    _rx(r"\d+(?:\.\d+)?\s*%|\bpercent(?:age)?\b", 2, _I),
-    _rx(r"=\s*[?？]|\b(?:what|how much) is \d", 2, _I),
+    _rx(r"=\s*[?？]|\b(?:what|how much)(?: is|'s) \d", 2, _I),
+    _rx(r"\d+(?:\.\d+)?\s*%\s*of\s+\$?\d", 2),
     _rx(r"\(\s*-?\d+\s*,\s*-?\d+\s*\)", 1),
     _rx(r"\$\d", 1),
+)
+
+_UNITS = (
+    r"fahrenheit|celsius|kelvin|(?:milli|centi|kilo)?(?:meters?|metres?|liters?|litres?|grams?)|gallons?|quarts?|"
+    r"pints?|ounces?|pounds?|lbs?|miles?|mph|km/h|kph|feet|foot|inches|yards?|acres?|hectares?|tons?|kg|ml"
+)
+
+# Mathematical vocabulary: evidence unless the message is framed as an everyday request.
+_MATH_VOCABULARY: tuple[_Signal, ...] = (
+    # A percentage is a weak cue (rents, discounts and tips in ordinary questions).
+    _rx(r"\d+(?:\.\d+)?\s*%|\bpercent(?:age)?\b", 1, _I),
+    # Units and conversions: "convert 72 degrees fahrenheit to celsius", "liters in 3.5 gallons".
+    _words(_UNITS, weight=1),
+    _rx(r"\d(?:\.\d+)?\s*(?:" + _UNITS + r")(?![A-Za-z])", 1, _I),
+    _words(r"convert\w*", r"how many (?:" + _UNITS + r") (?:are |is )?in", weight=1),
     # English vocabulary.
     _words(
         r"equations?",
@@ -341,6 +379,8 @@ _MATH_SIGNALS: tuple[_Signal, ...] = (
         r"even, odd",
         r"odd numbers",
         r"sum of",
+        r"mean of",
+        r"average of",
         r"average speed",
         r"speed(?! up)",
         weight=2,
@@ -413,15 +453,62 @@ _MATH_SIGNALS: tuple[_Signal, ...] = (
         r"排列",
         r"组合数",
         r"打.折",
-        r"计算",
+        r"计算(?!机)",
+        r"换算",
         weight=2,
     ),
-    _cjk(r"等于", r"倍", r"函数", r"求", r"直角", r"统计", weight=1),
+    _cjk(r"等于", r"倍", r"函数", r"求", r"直角", r"统计", r"摄氏", r"华氏", r"公里", r"英里", r"加仑", weight=1),
+)
+
+# Everyday framing: recommendations, purchases, careers, opinions, letters and emails.
+_GENERAL_FRAMING: tuple[_Signal, ...] = (
+    _words(
+        r"recommend\w*",
+        r"suggest\w*",
+        r"laptops?",
+        r"budget",
+        r"buy(?:ing)?",
+        r"career\w*",
+        r"salar(?:y|ies)",
+        r"replace",
+        r"(?:your|an) opinion",
+        r"worth it",
+        r"emails?(?! address)",
+        r"(?:a|cover|thank[- ]you|recommendation) letter",
+        r"letters? to",
+        r"negotiat\w*",
+        r"poem",
+        r"essay",
+        weight=1,
+        cap=3,
+    ),
+    _cjk(
+        r"推荐",
+        r"预算",
+        r"笔记本电脑",
+        r"买",
+        r"职业",
+        r"工作",
+        r"取代",
+        r"怎么看",
+        r"会不会",
+        r"前景",
+        r"邮件",
+        r"一封",
+        weight=1,
+        cap=3,
+    ),
 )
 
 _THRESHOLD = 2
 _DIGITS = re.compile(r"\d+(?:\.\d+)?")
 _ZH_QUANTITY_QUESTION = re.compile(r"多少|几")
+# An English question asking for a quantity (or a time) derived from the given numbers.
+_EN_QUANTITY_QUESTION = re.compile(
+    r"\b(?:how (?:many|much|long|far|fast|old)|what (?:number|time|is the (?:value|total|number))"
+    r"|when (?:does|do|will|did)|which number|find the)\b",
+    re.IGNORECASE,
+)
 
 
 def _score(text: str, signals: Sequence[_Signal]) -> int:
@@ -436,12 +523,19 @@ def _score(text: str, signals: Sequence[_Signal]) -> int:
     return total
 
 
-def _zh_quantity_score(text: str) -> int:
-    """A Chinese "how many/how much" question over given numbers is a word problem."""
-    if not _ZH_QUANTITY_QUESTION.search(text):
-        return 0
+def _quantity_question_score(text: str) -> int:
+    """A "how many / how much / when" question over given numbers is a word problem.
+
+    Chinese: two numbers or more are evidence, one is a hint. English asks "how many"
+    of everyday facts more often ("calories in 2 eggs and 3 slices"): three numbers are
+    evidence, one or two a hint.
+    """
     numbers = len(_DIGITS.findall(text))
-    return 2 if numbers >= 2 else numbers
+    if _ZH_QUANTITY_QUESTION.search(text):
+        return min(numbers, 2)
+    if _EN_QUANTITY_QUESTION.search(text):
+        return 2 if numbers >= 3 else min(numbers, 1)
+    return 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -453,8 +547,11 @@ class Classification:
 
 def explain(text: str) -> Classification:
     """The decision and the scores behind it (for logs and tuning)."""
-    code = _score(text, _CODE_SIGNALS)
-    math = _score(text, _MATH_SIGNALS) + _zh_quantity_score(text)
+    code_words = _score(text, _CODE_VOCABULARY)
+    math_words = _score(text, _MATH_VOCABULARY) + _quantity_question_score(text)
+    framing = _score(text, _GENERAL_FRAMING) if code_words or math_words else 0
+    code = _score(text, _CODE_SYNTAX) + max(0, code_words - framing)
+    math = _score(text, _MATH_NOTATION) + max(0, math_words - framing)
     if max(code, math) < _THRESHOLD:
         intent = Intent.GENERAL
     elif code >= math:

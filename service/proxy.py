@@ -3,7 +3,9 @@
 Every public API request goes through `Gateway.handle`. Features that decide before the
 engine is asked (a response cache, rate limits) are `AdmissionPolicy`s run in order after
 validation; the choice of upstream (intent routing across pools) is `Router`. Both are
-injected, so adding them touches no route and no other step.
+injected, so adding them touches no route and no other step. `RequestFeatures` (the
+feature chain in `service.features`: rate limits, pools, languages, cache, deadline) takes
+over after validation and calls back into `Gateway._forward` for the engine.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -69,6 +71,13 @@ class AdmissionPolicy(Protocol):
 
 
 Router = Callable[[PreparedRequest], EngineClient]
+Forward = Callable[[EngineClient, PreparedRequest], Awaitable[Response]]
+
+
+class RequestFeatures(Protocol):
+    async def handle(self, request: Request, prepared: PreparedRequest, forward: Forward) -> Response:
+        """Answer a validated API request, calling `forward` for the engine when needed."""
+        ...
 
 
 class Gateway:
@@ -85,6 +94,7 @@ class Gateway:
         policies: Sequence[AdmissionPolicy] = (),
         router: Router | None = None,
         models: frozenset[str] | None = None,
+        features: RequestFeatures | None = None,
     ) -> None:
         self.settings = settings
         self.engine = engine
@@ -96,6 +106,7 @@ class Gateway:
         self.policies = list(policies)
         self.router: Router = router or (lambda _request: engine)
         self.models = models or frozenset({settings.served_model_name})
+        self.features = features
 
     async def handle(self, request: Request, route: Route, request_id: str) -> Response:
         try:
@@ -108,6 +119,8 @@ class Gateway:
                 answer = await policy.admit(prepared)
                 if answer is not None:
                     return answer
+            if self.features is not None:
+                return await self.features.handle(request, prepared, self._forward)
             return await self._forward(self.router(prepared), prepared)
         except ApiError as exc:
             return exc.response()

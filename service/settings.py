@@ -1,18 +1,22 @@
 """Service settings: one pydantic-settings model, every field also a CLI flag.
 
 Environment variables use the prefix ``LLM_SERVICE_`` (``--served-model-name`` ->
-``LLM_SERVICE_SERVED_MODEL_NAME``). Nested sections (added by later features, e.g. a
-``cache`` section) use ``__`` as the delimiter: ``LLM_SERVICE_CACHE__TTL_S``. Command-line
-flags win over the environment, the environment over the defaults.
+``LLM_SERVICE_SERVED_MODEL_NAME``). The nested ``features`` section (cache, fallback,
+rate limits, routing, languages) uses ``__`` as the delimiter:
+``LLM_SERVICE_FEATURES__CACHE__TTL_S=300``. Command-line flags win over the environment,
+the environment over the fleet file (``--fleet-file``), the fleet file over the defaults.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from infra.config import FleetConfigError, load_fleet
+from service.features_settings import FeaturesSettings
 
 ENV_PREFIX = "LLM_SERVICE_"
 
@@ -105,6 +109,21 @@ class ServiceSettings(BaseSettings):
     )
     aws_poll_interval_s: float = Field(default=2.0, gt=0, description="IMDS poll period (detect <= 5 s)")
 
+    # --- features: cache, timeout fallback, rate limits, intent routing, languages ----------
+    fleet_file: Path | None = Field(
+        default=None,
+        description="fleet file (regions.yaml): rate limits, cache TTL and routing pools; environment overrides it",
+    )
+    redis_url: str | None = Field(
+        default=None,
+        pattern=r"^(redis|rediss|unix)://",
+        description="Redis shared by a region's instances: response cache and rate limits (empty: per instance)",
+    )
+    features: FeaturesSettings = Field(
+        default_factory=FeaturesSettings,
+        description="feature settings; environment only: LLM_SERVICE_FEATURES__<SECTION>__<KEY>",
+    )
+
     @field_validator("engine_args", "api_keys", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:
@@ -124,6 +143,29 @@ class ServiceSettings(BaseSettings):
     def supervised(self) -> bool:
         return self.engine_url is None
 
+    def resolved_features(self) -> FeaturesSettings:
+        """The feature settings in force: defaults, then the fleet file, then what the
+        environment set explicitly; `redis_url` fills both Redis tiers unless a section
+        names its own. Raises ValueError naming the setting."""
+        base: dict[str, Any] = {}
+        if self.fleet_file is not None:
+            try:
+                fleet = load_fleet(self.fleet_file)
+            except FleetConfigError as exc:
+                first = str(exc).splitlines()[0] if str(exc) else "invalid"
+                raise ValueError(f"fleet_file: {first}") from None
+            base = FeaturesSettings.from_fleet(fleet).model_dump(exclude_defaults=True)
+        merged = _deep_merge(base, self.features.model_dump(exclude_unset=True))
+        if self.redis_url is not None:
+            for section in ("cache", "rate_limit"):
+                merged.setdefault(section, {}).setdefault("redis_url", self.redis_url)
+        try:
+            return FeaturesSettings.model_validate(merged)
+        except ValidationError as exc:
+            error = exc.errors(include_url=False)[0]
+            where = ".".join(str(part) for part in ("features", *error["loc"]))
+            raise ValueError(f"{where}: {error['msg']}") from None
+
     def load_api_keys(self) -> tuple[bytes, ...]:
         """The accepted keys (file + environment), as bytes for constant-time compare."""
         keys = [key.get_secret_value() for key in self.api_keys]
@@ -140,3 +182,13 @@ class ServiceSettings(BaseSettings):
                 "api_keys_file: no API keys configured (--api-keys-file, LLM_SERVICE_API_KEYS or --auth-disabled)"
             )
         return tuple(key.encode("utf-8") for key in keys)
+
+
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
