@@ -1,9 +1,9 @@
 """Pure-ASGI responses for engine answers: the engine's bytes go through unchanged.
 
 `StreamRelay` sends each piece the engine delivered with one `send` call: no per-event JSON,
-no task group, no generator layers. Per piece it does two constant-time byte checks (does the
-piece end on an SSE event boundary; does it hold the marker of the usage event). Only the one
-event that carries `usage` (the last before `[DONE]`) is parsed, for the token metrics, and
+no task group, no generator layers. Per piece it does two cheap byte checks (does the piece end
+on an SSE event boundary; does it hold the `"usage":` key). Only the event that carries a usage
+object (the last before `[DONE]`) is parsed, for the token metrics, and
 dropped when the gateway asked for it on the client's behalf. A watcher on `receive` aborts the
 engine request when the client goes away, so the engine stops generating for nobody.
 """
@@ -24,7 +24,7 @@ from service.upstream import UpstreamError, UpstreamResponse
 
 log = logging.getLogger("service.relay")
 
-_USAGE_MARK = b'"usage":{'
+_USAGE_KEY = b'"usage":'
 _EVENT_END = b"\n\n"
 _DECODER = json.JSONDecoder()
 
@@ -32,12 +32,14 @@ UsageSink = Callable[[dict[str, Any]], None]
 
 
 def usage_in(data: bytes) -> dict[str, Any] | None:
-    """The last `"usage": {...}` object in an engine body, parsed on its own (not the whole body)."""
-    at = data.rfind(_USAGE_MARK)
+    """The last `"usage": {...}` object in an engine body, parsed on its own (not the whole body).
+
+    Content strings are JSON-escaped (`\\"usage\\":`), so only the real key matches."""
+    at = data.rfind(_USAGE_KEY)
     if at < 0:
         return None
     try:
-        value, _end = _DECODER.raw_decode(data[at + len(_USAGE_MARK) - 1 :].decode())
+        value, _end = _DECODER.raw_decode(data[at + len(_USAGE_KEY) :].decode().lstrip())
     except (UnicodeDecodeError, ValueError):
         return None
     return value if isinstance(value, dict) else None
@@ -64,7 +66,7 @@ class UsageTap:
                 self._pending = piece
                 return b""
             piece, self._pending = piece[: cut + 2], piece[cut + 2 :]
-        if _USAGE_MARK not in piece:
+        if _USAGE_KEY not in piece:
             return piece
         return self._take(piece)
 
@@ -76,15 +78,17 @@ class UsageTap:
     def _take(self, events: bytes) -> bytes:
         kept: list[bytes] = []
         for event in events[:-2].split(_EVENT_END):
-            if _USAGE_MARK in event and event.startswith(b"data: {"):
+            if _USAGE_KEY in event and event.startswith(b"data: {"):
                 try:
-                    usage = json.loads(event[6:]).get("usage")
-                except (json.JSONDecodeError, AttributeError):
-                    usage = None
+                    data = json.loads(event[6:])
+                except json.JSONDecodeError:
+                    data = None
+                usage = data.get("usage") if isinstance(data, dict) else None
                 if isinstance(usage, dict):
                     self._sink(usage)
-                if self._strip and b'"choices":[]' in event:
-                    continue
+                    # The usage-only event (no choices) the gateway asked for on the client's behalf.
+                    if self._strip and data.get("choices") == []:
+                        continue
             kept.append(event + _EVENT_END)
         return b"".join(kept)
 
