@@ -283,7 +283,14 @@ class UpstreamPool:
         if body:
             head += b"content-length: %d\r\n" % len(body)
         request = head + headers + b"\r\n" + body
-        await self._slots.acquire()
+        if self._slots.locked():  # every connection busy: wait for one, as long as a connect may take
+            try:
+                async with asyncio.timeout(self._connect_timeout_s):
+                    await self._slots.acquire()
+            except TimeoutError as exc:
+                raise UpstreamTimeoutError("no free engine connection (pool exhausted)") from exc
+        else:
+            await self._slots.acquire()
         try:
             for attempt in (1, 2):
                 connection, reused = await self._checkout(origin)

@@ -222,3 +222,20 @@ def test_usage_in_a_complete_body() -> None:
     assert usage_in(body.encode()) == {"prompt_tokens": 2, "completion_tokens": 4}
     assert usage_in(b'{"choices":[]}') is None
     assert usage_in(b'{"usage":{broken') is None
+
+
+def test_exhausted_pool_times_out() -> None:
+    async def run() -> None:
+        async with _server(_stream_events) as (base, _connections):
+            pool = UpstreamPool(base, connect_timeout_s=0.2, read_timeout_s=5, max_connections=1)
+            first = await pool.request("POST", "/v1/x", b"{}", b"")
+            with pytest.raises(UpstreamTimeoutError, match="pool exhausted"):
+                await pool.request("POST", "/v1/x", b"{}", b"")
+            await first.aread()
+            await first.aclose()
+            second = await pool.request("POST", "/v1/x", b"{}", b"")  # the slot came back
+            await second.aread()
+            await second.aclose()
+            await pool.aclose()
+
+    asyncio.run(run())
