@@ -35,6 +35,7 @@ from pathlib import Path
 import httpx
 import psutil
 
+from service.relay import usage_in
 from service.upstream import UpstreamPool
 
 REPO = Path(__file__).resolve().parent.parent
@@ -126,9 +127,9 @@ _STREAM_BODY = {
     "model": SERVED,
     "messages": [{"role": "user", "content": "Tell me a story."}],
     "stream": True,
+    "stream_options": {"include_usage": True},
     "ignore_eos": True,
 }
-_CONTENT = b'"content":"'
 
 
 class LoadClient:
@@ -143,16 +144,22 @@ class LoadClient:
         self._headers = f"authorization: Bearer {KEY}\r\ncontent-type: application/json\r\n".encode()
 
     async def stream(self, tokens: int) -> int:
-        """One streamed chat completion; returns the content events received (tokens)."""
+        """One streamed chat completion; returns its completion tokens (from the usage event).
+
+        Events are not tokens: a busy engine merges several tokens into one event, and does so
+        differently on the two paths, so counting events would compare unequal work."""
         body = json.dumps({**_STREAM_BODY, "max_tokens": tokens}).encode()
         response = await self._pool.request("POST", "/v1/chat/completions", body, self._headers)
         try:
             if response.status_code != 200:
                 raise RuntimeError(f"stream answered {response.status_code}: {(await response.aread())[:200]!r}")
-            events = 0
+            tail = b""
             while piece := await response.next_chunk():
-                events += piece.count(_CONTENT)
-            return events
+                tail = tail[-4096:] + piece
+            usage = usage_in(tail)
+            if usage is None or not isinstance(usage.get("completion_tokens"), int):
+                raise RuntimeError(f"stream without a usage event: {tail[-300:]!r}")
+            return int(usage["completion_tokens"])
         finally:
             await response.aclose()
 
@@ -202,7 +209,7 @@ async def _throughput(base: str, concurrency: int, tokens: int) -> tuple[float, 
         elapsed = time.perf_counter() - started
     finally:
         await client.aclose()
-    short = [count for count in counts if count < tokens - 1]  # the first event may carry no content
+    short = [count for count in counts if count != tokens]
     if short:
         raise RuntimeError(f"{len(short)} streams ended early: {short[:5]}")
     return sum(counts) / elapsed, elapsed
@@ -362,6 +369,8 @@ def main(argv: list[str] | None = None) -> int:
         help="run the gateway from this checkout (compare two versions in the same configuration)",
     )
     args = parser.parse_args(argv)
+    # A plain `kill` still runs the cleanup (the engine and the gateway are stopped, not orphaned).
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(143))
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     figures = measure(args)
     RESULTS.parent.mkdir(exist_ok=True)
