@@ -291,6 +291,7 @@ class UpstreamPool:
                 raise UpstreamTimeoutError("no free engine connection (pool exhausted)") from exc
         else:
             await self._slots.acquire()
+        connection: _Connection | None = None
         try:
             for attempt in (1, 2):
                 connection, reused = await self._checkout(origin)
@@ -300,15 +301,15 @@ class UpstreamPool:
                 try:
                     await response.wait_headers()
                 except UpstreamError:
-                    stale = reused and connection.closed and not response.received_bytes
-                    connection.response = None
-                    connection.close()
-                    if stale and attempt == 1:
+                    if reused and connection.closed and not response.received_bytes and attempt == 1:
                         continue  # the engine had closed this keep-alive connection: it never saw the request
                     raise
-                return response
+                return response  # from here on the response owns the connection and the slot
             raise AssertionError("unreachable")  # pragma: no cover
-        except BaseException:
+        except BaseException:  # failed, timed out or cancelled before the headers: nothing to reuse
+            if connection is not None:
+                connection.response = None
+                connection.close()
             self._slots.release()
             raise
 
