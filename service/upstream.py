@@ -6,9 +6,10 @@ chunked framing and hands the payload to `on_body`, and the consumer takes every
 in one piece. No HTTP parsing in Python, no anyio cancel scopes, no pool scan per request.
 
 Connections are reused last-in first-out and dropped after `keepalive_expiry_s` idle (below the
-engine's own keep-alive, so one is never reused just as the engine closes it). A reused
-connection that closes before any response byte is retried once on a fresh one: the engine did
-not see the request. `read_timeout_s` bounds the wait for the headers and for each body piece.
+engine's own keep-alive, so one is never reused just as the engine closes it). An idempotent
+request (GET) on a reused connection that closes before any response byte is retried once on a
+fresh one; a generation is not (the engine may have seen it). `read_timeout_s` bounds the wait for
+the headers and for each body piece.
 """
 
 from __future__ import annotations
@@ -283,6 +284,10 @@ class UpstreamPool:
         if body:
             head += b"content-length: %d\r\n" % len(body)
         request = head + headers + b"\r\n" + body
+        # A closed pooled connection without an answer is ambiguous: the engine may have closed it
+        # while idle (never saw the request) or died while generating. Only a request that is safe
+        # to send twice is retried; the 4 s idle expiry (below vLLM's 5 s) keeps the first case rare.
+        idempotent = method in ("GET", "HEAD")
         if self._slots.locked():  # every connection busy: wait for one, as long as a connect may take
             try:
                 async with asyncio.timeout(self._connect_timeout_s):
@@ -301,8 +306,8 @@ class UpstreamPool:
                 try:
                     await response.wait_headers()
                 except UpstreamError:
-                    if reused and connection.closed and not response.received_bytes and attempt == 1:
-                        continue  # the engine had closed this keep-alive connection: it never saw the request
+                    if idempotent and reused and connection.closed and not response.received_bytes and attempt == 1:
+                        continue  # most likely the engine had closed this idle connection: ask again
                     raise
                 return response  # from here on the response owns the connection and the slot
             raise AssertionError("unreachable")  # pragma: no cover
