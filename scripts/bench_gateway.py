@@ -4,11 +4,16 @@
 
 1. vLLM alone: spawn it, time to its /health 200 (the baseline), stop it.
 2. The gateway supervising the same engine command: time to its /health/ready 200.
-3. On that one engine, interleaved rounds direct / through the gateway:
-   - throughput: `concurrency` streaming chat requests of `tokens` tokens each;
+3. On that one engine, rounds interleaved direct / gateway / direct / gateway (A B A B, so
+   both paths see the same drift of a shared machine):
+   - throughput: `concurrency` streaming chat requests of `tokens` tokens each; the ratio is
+     taken per round (gateway / the direct round just before it) and the median reported;
+   - the CPU the gateway process used per round (per relayed token, and as a share of the
+     gateway + engine CPU), which does not depend on what else the machine runs;
    - latency: sequential 1-token requests, p50 and p99 of each path;
    - the gateway's resident memory, sampled while `concurrency` streams are open.
-Writes bench-results/gateway.json and prints a table.
+The load generator is the gateway's own lean HTTP client (cheap per token), so the engine sets
+the pace. Writes bench-results/gateway.json and prints a table.
 """
 
 from __future__ import annotations
@@ -29,6 +34,9 @@ from pathlib import Path
 
 import httpx
 import psutil
+
+from service.relay import usage_in
+from service.upstream import UpstreamPool
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench-results" / "gateway.json"
@@ -110,55 +118,136 @@ def start_gateway(args: argparse.Namespace, tmp: Path) -> tuple[subprocess.Popen
     if args.engine_args:
         argv += [f"--engine-args={args.engine_args}"]
     with (tmp / "gateway.log").open("ab") as out:
-        process = subprocess.Popen(argv, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(argv, cwd=args.gateway_repo, stdout=out, stderr=subprocess.STDOUT)
     ready_s = _wait_200(f"http://127.0.0.1:{port}/health/ready", process, args.start_timeout)
     return process, port, engine_port, ready_s
 
 
-async def _stream_one(client: httpx.AsyncClient, tokens: int) -> int:
-    body = {
-        "model": SERVED,
-        "messages": [{"role": "user", "content": "Tell me a story."}],
-        "max_tokens": tokens,
-        "stream": True,
-        "ignore_eos": True,
-    }
-    events = 0
-    async with client.stream("POST", "/v1/chat/completions", json=body) as response:
-        response.raise_for_status()
-        async for line in response.aiter_lines():
-            if line.startswith("data: {") and '"content":"' in line:
-                events += 1
-    return events
+_STREAM_BODY = {
+    "model": SERVED,
+    "messages": [{"role": "user", "content": "Tell me a story."}],
+    "stream": True,
+    "stream_options": {"include_usage": True},
+    "ignore_eos": True,
+}
 
 
-async def throughput(base: str, concurrency: int, tokens: int, rss_of: psutil.Process | None) -> tuple[float, float]:
-    """(completion tokens per second, peak RSS bytes of `rss_of` during the round)."""
-    limits = httpx.Limits(max_connections=concurrency * 2, max_keepalive_connections=concurrency * 2)
-    headers = {"authorization": f"Bearer {KEY}"}
-    peak = 0.0
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=600, headers=headers) as client:
+class LoadClient:
+    """The load generator: the gateway's own lean HTTP/1.1 client (asyncio + httptools).
+
+    Its cost per streamed token is a fraction of httpx's, so on a small machine the engine, not
+    the load generator, sets the pace, and the two paths are compared on equal terms.
+    """
+
+    def __init__(self, base: str, connections: int) -> None:
+        self._pool = UpstreamPool(base, connect_timeout_s=30, read_timeout_s=600, max_connections=connections)
+        self._headers = f"authorization: Bearer {KEY}\r\ncontent-type: application/json\r\n".encode()
+
+    async def stream(self, tokens: int) -> int:
+        """One streamed chat completion; returns its completion tokens (from the usage event).
+
+        Events are not tokens: a busy engine merges several tokens into one event, and does so
+        differently on the two paths, so counting events would compare unequal work."""
+        body = json.dumps({**_STREAM_BODY, "max_tokens": tokens}).encode()
+        response = await self._pool.request("POST", "/v1/chat/completions", body, self._headers)
+        try:
+            if response.status_code != 200:
+                raise RuntimeError(f"stream answered {response.status_code}: {(await response.aread())[:200]!r}")
+            tail = b""
+            while piece := await response.next_chunk():
+                tail = tail[-4096:] + piece
+            usage = usage_in(tail)
+            if usage is None or not isinstance(usage.get("completion_tokens"), int):
+                raise RuntimeError(f"stream without a usage event: {tail[-300:]!r}")
+            return int(usage["completion_tokens"])
+        finally:
+            await response.aclose()
+
+    async def one_token(self) -> float:
+        body = b'{"model":"%s","prompt":"hi","max_tokens":1,"temperature":0}' % SERVED.encode()
         started = time.perf_counter()
-        tasks = [asyncio.create_task(_stream_one(client, tokens)) for _ in range(concurrency)]
-        while not all(task.done() for task in tasks):
-            if rss_of is not None:
-                peak = max(peak, float(rss_of.memory_info().rss))
-            await asyncio.sleep(0.05)
-        counts = [task.result() for task in tasks]
+        response = await self._pool.request("POST", "/v1/completions", body, self._headers)
+        try:
+            await response.aread()
+        finally:
+            await response.aclose()
         elapsed = time.perf_counter() - started
-    return sum(counts) / elapsed, peak
+        if response.status_code != 200:
+            raise RuntimeError(f"completion answered {response.status_code}")
+        return elapsed
+
+    async def aclose(self) -> None:
+        await self._pool.aclose()
+
+
+def _cpu_s(processes: list[psutil.Process]) -> float:
+    total = 0.0
+    for process in processes:
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+@dataclass
+class Round:
+    path: str
+    tokens_per_s: float
+    gateway_cpu_s: float
+    engine_cpu_s: float
+    peak_rss: float
+
+
+async def _throughput(base: str, concurrency: int, tokens: int) -> tuple[float, float]:
+    """(completion tokens per second, wall seconds); every stream must deliver all its tokens."""
+    client = LoadClient(base, concurrency)
+    try:
+        started = time.perf_counter()
+        counts = await asyncio.gather(*(client.stream(tokens) for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    finally:
+        await client.aclose()
+    short = [count for count in counts if count != tokens]
+    if short:
+        raise RuntimeError(f"{len(short)} streams ended early: {short[:5]}")
+    return sum(counts) / elapsed, elapsed
+
+
+def throughput_round(
+    path: str, base: str, args: argparse.Namespace, gateway: psutil.Process, engine: list[psutil.Process]
+) -> Round:
+    """One round on one path, with the CPU each process used and the gateway's peak memory."""
+    peak = [float(gateway.memory_info().rss)]
+    done = False
+
+    async def sample() -> None:
+        while not done:
+            peak[0] = max(peak[0], float(gateway.memory_info().rss))
+            await asyncio.sleep(0.05)
+
+    async def run() -> float:
+        nonlocal done
+        sampler = asyncio.create_task(sample())
+        try:
+            rate, _elapsed = await _throughput(base, args.concurrency, args.tokens)
+        finally:
+            done = True
+            await sampler
+        return rate
+
+    gateway_cpu, engine_cpu = _cpu_s([gateway]), _cpu_s(engine)
+    rate = asyncio.run(run())
+    return Round(path, rate, _cpu_s([gateway]) - gateway_cpu, _cpu_s(engine) - engine_cpu, peak[0])
 
 
 async def latencies(base: str, requests: int) -> list[float]:
-    body = {"model": SERVED, "prompt": "hi", "max_tokens": 1, "temperature": 0}
-    samples = []
-    async with httpx.AsyncClient(base_url=base, timeout=60, headers={"authorization": f"Bearer {KEY}"}) as client:
-        for _ in range(requests):
-            started = time.perf_counter()
-            response = await client.post("/v1/completions", json=body)
-            samples.append(time.perf_counter() - started)
-            response.raise_for_status()
-    return samples
+    client = LoadClient(base, 1)
+    try:
+        return [await client.one_token() for _ in range(requests)]
+    finally:
+        await client.aclose()
 
 
 def _pct(samples: list[float], q: float) -> float:
@@ -174,22 +263,63 @@ def measure(args: argparse.Namespace) -> list[Figure]:
         try:
             gateway, direct = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{engine_port}"
             me = psutil.Process(process.pid)
-            asyncio.run(throughput(direct, 8, 8, None))  # warm both paths' connections and the engine
-            asyncio.run(throughput(gateway, 8, 8, None))
-            tput_d, tput_g, lat_d, lat_g, rss = [], [], [], [], 0.0
-            for _ in range(args.rounds):
-                tput_d.append(asyncio.run(throughput(direct, args.concurrency, args.tokens, None))[0])
-                rate, peak = asyncio.run(throughput(gateway, args.concurrency, args.tokens, me))
-                tput_g.append(rate)
-                rss = max(rss, peak)
+            engine = me.children(recursive=True)
+            asyncio.run(_throughput(direct, 8, 8))  # warm both paths' connections and the engine
+            asyncio.run(_throughput(gateway, 8, 8))
+            rounds: list[tuple[Round, Round]] = []
+            lat_d: list[float] = []
+            lat_g: list[float] = []
+            for index in range(args.rounds):  # interleaved A B A B: both paths see the same drift
+                pair = (
+                    throughput_round("direct", direct, args, me, engine),
+                    throughput_round("gateway", gateway, args, me, engine),
+                )
+                rounds.append(pair)
                 lat_d += asyncio.run(latencies(direct, args.latency_requests))
                 lat_g += asyncio.run(latencies(gateway, args.latency_requests))
+                d, g = pair
+                print(
+                    f"round {index + 1}: direct {d.tokens_per_s:.0f} tok/s, gateway {g.tokens_per_s:.0f} tok/s, "
+                    f"ratio {g.tokens_per_s / d.tokens_per_s:.3f}; gateway CPU {g.gateway_cpu_s:.2f} s "
+                    f"(engine {g.engine_cpu_s:.2f} s)",
+                    flush=True,
+                )
         finally:
             _stop(process, group=False)
-    direct_tput, gateway_tput = statistics.median(tput_d), statistics.median(tput_g)
+    return figures(args, rounds, lat_d=lat_d, lat_g=lat_g, vllm_ready=vllm_ready, gateway_ready=gateway_ready)
+
+
+def figures(
+    args: argparse.Namespace,
+    rounds: list[tuple[Round, Round]],
+    *,
+    lat_d: list[float],
+    lat_g: list[float],
+    vllm_ready: float,
+    gateway_ready: float,
+) -> list[Figure]:
+    ratios = [g.tokens_per_s / d.tokens_per_s for d, g in rounds]
+    ratio = statistics.median(ratios)
+    direct_tput = statistics.median(d.tokens_per_s for d, _ in rounds)
+    gateway_tput = statistics.median(g.tokens_per_s for _, g in rounds)
+    tokens = args.concurrency * args.tokens
+    cpu_per_token_us = statistics.median(g.gateway_cpu_s / tokens * 1e6 for _, g in rounds)
+    cpu_share = statistics.median(g.gateway_cpu_s / (g.gateway_cpu_s + g.engine_cpu_s) for _, g in rounds)
+    rss = max(g.peak_rss for _, g in rounds)
     p50 = (_pct(lat_g, 0.5) - _pct(lat_d, 0.5)) * 1000
     p99 = (_pct(lat_g, 0.99) - _pct(lat_d, 0.99)) * 1000
-    ratio = gateway_tput / direct_tput
+    per_round = [
+        Figure(
+            f"throughput_ratio_round_{index + 1}",
+            round(g.tokens_per_s, 1),
+            "tokens/s",
+            round(d.tokens_per_s, 1),
+            round(g.tokens_per_s / d.tokens_per_s, 3),
+            None,
+            None,
+        )
+        for index, (d, g) in enumerate(rounds)
+    ]
     return [
         Figure(
             "throughput_through_gateway",
@@ -197,9 +327,12 @@ def measure(args: argparse.Namespace) -> list[Figure]:
             "tokens/s",
             round(direct_tput, 1),
             round(ratio, 3),
-            ">= 0.97 x direct",
+            ">= 0.97 x direct (median of per-round ratios)",
             ratio >= 0.97,
         ),
+        *per_round,
+        Figure("gateway_cpu_per_token", round(cpu_per_token_us, 1), "us", None, None, None, None),
+        Figure("gateway_cpu_share", round(cpu_share * 100, 2), "% of gateway+engine CPU", None, None, None, None),
         Figure(
             "added_latency_p50", round(p50, 3), "ms", round(_pct(lat_d, 0.5) * 1000, 3), None, "<= 1 ms", p50 <= 1.0
         ),
@@ -229,7 +362,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--latency-requests", type=int, default=100)
     parser.add_argument("--start-timeout", type=float, default=600)
+    parser.add_argument(
+        "--gateway-repo",
+        type=Path,
+        default=REPO,
+        help="run the gateway from this checkout (compare two versions in the same configuration)",
+    )
     args = parser.parse_args(argv)
+    # A plain `kill` still runs the cleanup (the engine and the gateway are stopped, not orphaned).
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(143))
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     figures = measure(args)
     RESULTS.parent.mkdir(exist_ok=True)

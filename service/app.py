@@ -127,7 +127,11 @@ def create_app(
     if settings.metrics_token is not None:
         app.include_router(routes.metrics)
     app.add_middleware(
-        GatewayMiddleware, metrics=metrics, in_flight=in_flight, api_paths=frozenset(r.path for r in PUBLIC_ROUTES)
+        GatewayMiddleware,
+        metrics=metrics,
+        in_flight=in_flight,
+        api_paths=frozenset(r.path for r in PUBLIC_ROUTES),
+        access_log=settings.access_log,
     )
 
     @app.exception_handler(HTTPException)

@@ -39,6 +39,10 @@ class DrainController:
         self._on_done = on_done
         self.phase = DrainPhase.SERVING
         self.reason: str | None = None
+        # The gateway's own accounting, for operators (and the drain tests): what was in flight
+        # when the drain began and when new requests started to be turned away.
+        self.in_flight_at_start: int | None = None
+        self.in_flight_at_reject: int | None = None
         self._serve_until = 0.0
         self._finish_until = 0.0
         self._changed = asyncio.Event()
@@ -59,10 +63,16 @@ class DrainController:
         if self._task is None:
             self.phase = DrainPhase.DRAINING
             self.reason = reason
+            self.in_flight_at_start = self._in_flight()
             self._serve_until, self._finish_until = serve_until, finish_until
             log.warning(
                 "drain started",
-                extra={"reason": reason, "serve_s": budget.serve_s, "finish_s": budget.finish_s},
+                extra={
+                    "reason": reason,
+                    "serve_s": budget.serve_s,
+                    "finish_s": budget.finish_s,
+                    "in_flight": self.in_flight_at_start,
+                },
             )
             self._task = asyncio.get_running_loop().create_task(self._run(), name="drain")
             return
@@ -76,7 +86,8 @@ class DrainController:
         while time.monotonic() < self._serve_until:
             await self._wait_change(self._serve_until - time.monotonic())
         self.phase = DrainPhase.REJECTING
-        log.warning("drain: rejecting new requests", extra={"in_flight": self._in_flight()})
+        self.in_flight_at_reject = self._in_flight()
+        log.warning("drain: rejecting new requests", extra={"in_flight": self.in_flight_at_reject})
         while time.monotonic() < self._finish_until and self._in_flight() > 0:
             await self._wait_change(min(self._finish_until - time.monotonic(), 0.05))
         left = self._in_flight()

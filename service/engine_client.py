@@ -3,6 +3,9 @@
 `EngineClient` is the seam for pools: the local supervised vLLM and a remote endpoint are
 both an `HttpEngineClient` with a different base URL; anything else that can open a
 streamed upstream response, answer a 1-token probe and a warm-up can join.
+
+Forwarded requests (the hot path) go through `UpstreamPool` (asyncio + httptools); the
+occasional health checks, probes and warm-ups use an httpx client.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ import time
 from typing import Protocol, runtime_checkable
 
 import httpx
+
+from service.upstream import UpstreamError, UpstreamPool, UpstreamResponse, UpstreamTimeoutError
 
 # Hop-by-hop and transport headers that must not be copied between the two connections.
 _HOP_HEADERS = frozenset(
@@ -31,10 +36,12 @@ _HOP_HEADERS = frozenset(
         "server",
     }
 )
+_HOP_HEADER_BYTES = frozenset(name.encode() for name in _HOP_HEADERS)
 
 
-def forwardable_headers(headers: httpx.Headers) -> dict[str, str]:
-    return {name: value for name, value in headers.items() if name.lower() not in _HOP_HEADERS}
+def forwardable_headers(raw_headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The engine's response headers a client may see (lower-case names, as ASGI wants them)."""
+    return [(name, value) for name, value in raw_headers if name not in _HOP_HEADER_BYTES]
 
 
 class EngineUnavailableError(Exception):
@@ -53,8 +60,10 @@ class EngineClient(Protocol):
         """Generation requests forwarded so far (probes and warm-up excluded)."""
         ...
 
-    async def open(self, method: str, path: str, body: bytes, *, request_id: str) -> httpx.Response:
-        """Send a request; the returned response is streamed and must be closed by the caller."""
+    async def open(self, method: str, path: str, body: bytes, *, request_id: str) -> UpstreamResponse:
+        """Send a request; returns at the headers. The caller reads the body and must `aclose()` it.
+
+        Raises EngineUnavailableError when nothing came back (unreachable, timed out, closed)."""
         ...
 
     async def healthy(self, timeout_s: float) -> bool:
@@ -84,7 +93,17 @@ class HttpEngineClient:
         self._name = name
         self._base_url = base_url.rstrip("/")
         self._auth = {"authorization": f"Bearer {api_key}"} if api_key else {}
+        self._forward_headers = b"content-type: application/json\r\n" + (
+            f"authorization: Bearer {api_key}\r\n".encode() if api_key else b""
+        )
         self._requests_sent = 0
+        self._pool = UpstreamPool(
+            self._base_url,
+            connect_timeout_s=connect_timeout_s,
+            read_timeout_s=read_timeout_s,
+            max_connections=max_connections,
+            keepalive_expiry_s=4.0,
+        )
         self._client = httpx.AsyncClient(
             base_url=self._base_url,
             timeout=httpx.Timeout(read_timeout_s, connect=connect_timeout_s, pool=connect_timeout_s),
@@ -114,17 +133,18 @@ class HttpEngineClient:
         """Point at a restarted engine (new port); pooled connections to the old one drop."""
         self._base_url = base_url.rstrip("/")
         self._client.base_url = httpx.URL(self._base_url)
+        self._pool.rebase(self._base_url)
 
-    async def open(self, method: str, path: str, body: bytes, *, request_id: str) -> httpx.Response:
-        headers = {"content-type": "application/json", "x-request-id": request_id, **self._auth}
-        request = self._client.build_request(method, path, content=body or None, headers=headers)
+    async def open(self, method: str, path: str, body: bytes, *, request_id: str) -> UpstreamResponse:
+        # request_id matches [A-Za-z0-9._:-]{1,128} (service.logs): safe in a header line.
+        headers = self._forward_headers + b"x-request-id: " + request_id.encode() + b"\r\n"
         self._requests_sent += 1
         try:
-            return await self._client.send(request, stream=True)
-        except httpx.TimeoutException as exc:
+            return await self._pool.request(method, path, body, headers)
+        except UpstreamTimeoutError as exc:
             raise EngineUnavailableError(f"engine {self._name} timed out") from exc
-        except httpx.TransportError as exc:
-            raise EngineUnavailableError(f"engine {self._name} unreachable: {type(exc).__name__}") from exc
+        except UpstreamError as exc:
+            raise EngineUnavailableError(f"engine {self._name} unreachable: {exc}") from exc
 
     async def healthy(self, timeout_s: float) -> bool:
         try:
@@ -145,4 +165,5 @@ class HttpEngineClient:
         return time.perf_counter() - started
 
     async def aclose(self) -> None:
+        await self._pool.aclose()
         await self._client.aclose()

@@ -1,4 +1,8 @@
-"""One pure-ASGI middleware: request id, in-flight count, latency metric and access log."""
+"""One pure-ASGI middleware: request id, in-flight count, latency metric and access log.
+
+It touches only the `http.response.start` message; body messages (one per streamed piece)
+pass straight through. Successful requests are logged only with `--access-log`.
+"""
 
 from __future__ import annotations
 
@@ -25,9 +29,16 @@ class InFlight:
 
 class GatewayMiddleware:
     def __init__(
-        self, app: ASGIApp, *, metrics: GatewayMetrics, in_flight: InFlight, api_paths: frozenset[str]
+        self,
+        app: ASGIApp,
+        *,
+        metrics: GatewayMetrics,
+        in_flight: InFlight,
+        api_paths: frozenset[str],
+        access_log: bool = False,
     ) -> None:
         self.app = app
+        self.access_log = access_log
         self.metrics = metrics
         self.in_flight = in_flight
         self.api_paths = api_paths
@@ -69,7 +80,7 @@ class GatewayMiddleware:
                 self.metrics.in_flight.dec()
             route = path if is_api or path.startswith("/health") or path == "/metrics" else "other"
             self.metrics.request_latency.labels(route, str(status)).observe(elapsed)
-            if is_api or status >= 400:
+            if status >= 400 or (is_api and self.access_log):
                 log.info(
                     "request",
                     extra={

@@ -17,19 +17,20 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import httpx
 from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from service.auth import ApiKeyAuth
 from service.drain import DrainController
 from service.engine_client import EngineClient, EngineUnavailableError, forwardable_headers
-from service.errors import ApiError, error_envelope
+from service.errors import ApiError
 from service.health import EngineHealth, EnginePhase
 from service.metrics import GatewayMetrics
 from service.protocol import ChatCompletionRequest, CompletionRequest, first_error
+from service.relay import PassthroughResponse, StreamRelay, UsageTap, usage_in
 from service.settings import ServiceSettings
+from service.upstream import UpstreamError
 
 log = logging.getLogger("service.proxy")
 
@@ -206,77 +207,27 @@ class Gateway:
         except EngineUnavailableError as exc:
             log.warning("engine request failed", extra={"engine": engine.name, "error": str(exc)})
             raise ApiError(502, f"Upstream engine error: {exc}.", code="engine_unavailable") from exc
-        headers = forwardable_headers(upstream.headers)
+        headers = forwardable_headers(upstream.raw_headers)
         if prepared.stream and upstream.status_code == 200:
-            return StreamingResponse(
-                self._relay(upstream, prepared),
-                status_code=200,
-                headers=headers,
-                media_type=upstream.headers.get("content-type", "text/event-stream"),
+            started = prepared.started
+            ttft = self.metrics.time_to_first_token.labels(route.path)
+            return StreamRelay(
+                upstream,
+                headers,
+                tap=UsageTap(lambda usage: self._observe_tokens(route, usage), strip=prepared.strip_usage),
+                on_first_piece=lambda: ttft.observe(time.perf_counter() - started),
             )
         try:
             body = await upstream.aread()
-        except httpx.HTTPError as exc:
-            raise ApiError(502, f"Upstream engine error: {type(exc).__name__}.", code="engine_unavailable") from exc
+        except UpstreamError as exc:
+            raise ApiError(502, f"Upstream engine error: {exc}.", code="engine_unavailable") from exc
         finally:
             await upstream.aclose()
         if upstream.status_code == 200 and route.schema is not None:
-            self._count_usage(route, body)
-        return Response(body, status_code=upstream.status_code, headers=headers)
-
-    async def _relay(self, upstream: httpx.Response, prepared: PreparedRequest) -> AsyncIterator[bytes]:
-        """Stream the engine's bytes through; only event boundaries are looked at."""
-        route = prepared.route
-        pending = b""
-        first = True
-        try:
-            async for chunk in upstream.aiter_raw():
-                if first:
-                    self.metrics.time_to_first_token.labels(route.path).observe(time.perf_counter() - prepared.started)
-                    first = False
-                if b'"usage":{' not in chunk and not pending:
-                    yield chunk
-                    continue
-                pending += chunk
-                cut = pending.rfind(b"\n\n")
-                if cut < 0:
-                    continue
-                complete, pending = pending[: cut + 2], pending[cut + 2 :]
-                kept = self._take_usage(route, complete, strip=prepared.strip_usage)
-                if kept:
-                    yield kept
-            if pending:
-                yield pending
-        except httpx.HTTPError as exc:
-            # The status line is gone; tell the client in-band (the openai SDK raises on an error event).
-            log.warning("engine stream broke", extra={"error": type(exc).__name__})
-            error = error_envelope(
-                502, f"Upstream engine stream broke: {type(exc).__name__}.", code="engine_unavailable"
-            )
-            yield b"data: " + json.dumps(error).encode() + b"\n\n"
-        finally:
-            await upstream.aclose()
-
-    def _take_usage(self, route: Route, events: bytes, *, strip: bool) -> bytes:
-        kept: list[bytes] = []
-        for event in events.split(b"\n\n"):
-            if b'"usage":{' in event and event.startswith(b"data: {"):
-                try:
-                    usage = json.loads(event[6:]).get("usage") or {}
-                except json.JSONDecodeError:
-                    usage = {}
+            usage = usage_in(body)
+            if usage is not None:
                 self._observe_tokens(route, usage)
-                if strip and b'"choices":[]' in event:
-                    continue
-            kept.append(event)
-        return b"\n\n".join(kept)
-
-    def _count_usage(self, route: Route, body: bytes) -> None:
-        try:
-            usage = json.loads(body).get("usage") or {}
-        except (json.JSONDecodeError, AttributeError):
-            return
-        self._observe_tokens(route, usage)
+        return PassthroughResponse(body, upstream.status_code, headers)
 
     def _observe_tokens(self, route: Route, usage: dict[str, Any]) -> None:
         prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")

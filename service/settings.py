@@ -92,6 +92,9 @@ class ServiceSettings(BaseSettings):
     metrics_port: int | None = Field(default=None, ge=1, le=65535, description="serve /metrics on its own port")
     metrics_token: SecretStr | None = Field(default=None, description="bearer token for /metrics on the main port")
     log_level: Literal["debug", "info", "warning", "error"] = Field(default="info", description="log level")
+    access_log: bool = Field(
+        default=False, description="log every API request (errors, status >= 400, are always logged)"
+    )
 
     # --- drain ------------------------------------------------------------------------------
     drain_serve_s: float = Field(

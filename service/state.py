@@ -57,6 +57,7 @@ class ServiceState:
             "reason": reason,
             "engine": health.phase.value,
             "drain": self.drain.phase.value,
+            "drain_in_flight": {"at_start": self.drain.in_flight_at_start, "at_reject": self.drain.in_flight_at_reject},
             "restarts": health.restarts,
             "in_flight": self.in_flight.count,
             "model": self.settings.served_model_name,

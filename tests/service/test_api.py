@@ -6,7 +6,7 @@ import httpx
 import openai
 import pytest
 
-from tests.service.helpers import API_KEY, METRICS_TOKEN, SERVED, Gateway, metric_value
+from tests.service.helpers import API_KEY, METRICS_TOKEN, SERVED, Gateway, metric_value, wait_for
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
@@ -99,3 +99,26 @@ def test_health_bodies(supervised: Gateway) -> None:
     live = supervised.health("/health/live")
     assert live.status_code == 200
     assert live.json()["live"] is True
+
+
+def test_client_disconnect_aborts_the_engine_request(supervised: Gateway, engine_url: str) -> None:
+    """A client that goes away mid-stream frees its slot at once: the engine stops generating."""
+
+    def engine_metric(name: str) -> float:
+        return metric_value(httpx.get(engine_url + "/metrics", timeout=10).text, name)
+
+    tokens = 500
+    body = {"model": SERVED, "prompt": "endless", "max_tokens": tokens, "stream": True, "ignore_eos": True}
+    headers = {"authorization": f"Bearer {API_KEY}"}
+    generated_before = engine_metric("vllm:generation_tokens_total")
+    with (
+        httpx.Client(base_url=supervised.url, headers=headers, timeout=60) as http,
+        http.stream("POST", "/v1/completions", json=body) as response,
+    ):
+        assert response.status_code == 200
+        next(response.iter_raw())  # the engine is generating for us now
+    wait_for(lambda: supervised.health().json()["in_flight"] == 0, 30, "the gateway to drop the stream")
+    wait_for(lambda: engine_metric("vllm:num_requests_running") == 0, 30, "the engine to end the request")
+    generated = engine_metric("vllm:generation_tokens_total") - generated_before
+    # Had the stream run on, the engine would have generated all of them (plus 1-token probes).
+    assert generated < tokens / 2, f"the engine generated {generated} tokens for a client that left"

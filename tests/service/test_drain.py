@@ -1,123 +1,157 @@
 """Drain under load: SIGTERM, an AWS spot notice and rebalance recommendation (IMDSv2), a GCP
-preemption (metadata server). Gateways attach to the session engine; the engine is real."""
+preemption (metadata server). Gateways attach to the session engine; the engine is real.
+
+Deterministic by design, on a slow or busy machine too:
+
+- The load (CLIENTS openai-SDK clients, STREAMING of them streaming) runs in a process of its own
+  (`tests.service.drain_clients`), so the test's health polls and late requests never queue behind
+  the clients' stream parsing. Each request generates for about SECONDS at the pace measured just
+  before (`ignore_eos`, `min_tokens`), so it is in flight when the trigger comes and done long
+  before the finish window ends.
+- HELD requests are admitted before the trigger with their bodies held back by the test; they keep
+  the gateway in its finish phase for exactly as long as the reject phase takes to check, then
+  are released and must complete: the end of the drain never races the test.
+- A barrier waits until the gateway's own in-flight gauge counts every client and held request
+  before the trigger; the gateway's drain accounting (in flight at the start of the drain and when
+  rejecting began) is asserted, not inferred from client timings.
+- The serve window (SERVE_S) is long against the milliseconds between seeing the drain and the
+  in-window request on a kept-alive connection; FINISH_S only bounds a broken run.
+"""
 
 from __future__ import annotations
 
-import asyncio
+import json
 import signal
-import threading
-from collections.abc import Callable
+import socket
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 import httpx
-import openai
 import pytest
 
-from tests.service.helpers import API_KEY, SERVED, Gateway, wait_for
+from tests.service.helpers import API_KEY, REPO, SERVED, Gateway, wait_for
 from tests.service.metadata_server import metadata_server
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
 CLIENTS = 16
-SERVE_S = 10.0
-# Long enough that every client is still generating when the serve window closes.
-MAX_TOKENS = 3000
-# Requests far longer than the serve window plus scheduling noise on a loaded machine.
-LONG = ("--max-tokens-cap", str(MAX_TOKENS))
-STREAMING = 2  # of the CLIENTS; streams cost the (single-process) test client far more CPU
+STREAMING = 4
+HELD = 2
+HELD_TOKENS = 8
+SECONDS = 12.0
+SERVE_S = 5.0
+FINISH_S = 120.0
+TOKENS_CAP = 3000  # prompt + completion stay inside the session engine's 4096-token context
+DRAIN_WINDOWS = ("--drain-serve-s", str(SERVE_S), "--drain-finish-s", str(FINISH_S))
+CAP = ("--max-tokens-cap", str(TOKENS_CAP))
 
 
-async def _one_request(client: openai.AsyncOpenAI, index: int) -> int:
-    """A long generation, streaming for the first STREAMING indexes. Returns the tokens received."""
-    if index < STREAMING:
-        stream = await client.chat.completions.create(
-            model=SERVED,
-            messages=[{"role": "user", "content": f"story {index}"}],
-            max_tokens=MAX_TOKENS,
-            stream=True,
-            extra_body={"ignore_eos": True},
-        )
-        chunks = [chunk async for chunk in stream if chunk.choices and chunk.choices[0].delta.content is not None]
-        assert chunks, "empty stream"
-        return len(chunks)
-    completion = await client.completions.create(
-        model=SERVED, prompt=f"story {index}", max_tokens=MAX_TOKENS, extra_body={"ignore_eos": True}
-    )
-    assert completion.usage is not None
-    assert completion.usage.completion_tokens == MAX_TOKENS
-    return completion.usage.completion_tokens
+class HeldRequest:
+    """A completion sent with half its body: admitted (and in flight) now, completed on release."""
+
+    def __init__(self, port: int, index: int) -> None:
+        body = json.dumps({"model": SERVED, "prompt": f"held {index}", "max_tokens": HELD_TOKENS}).encode()
+        half = len(body) // 2
+        self._rest = body[half:]
+        head = (
+            f"POST /v1/completions HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\nauthorization: Bearer {API_KEY}\r\n"
+            f"content-type: application/json\r\ncontent-length: {len(body)}\r\nconnection: close\r\n\r\n"
+        ).encode()
+        self._sock = socket.create_connection(("127.0.0.1", port), timeout=120)
+        self._sock.sendall(head + body[:half])
+
+    def complete(self) -> tuple[int, dict[str, Any]]:
+        """Send the rest of the body; the status and JSON body of the answer."""
+        self._sock.sendall(self._rest)
+        parts = []
+        while chunk := self._sock.recv(65536):
+            parts.append(chunk)
+        head, _, body = b"".join(parts).partition(b"\r\n\r\n")
+        status = int(head.split(b" ", 2)[1])
+        return status, json.loads(body)
+
+    def close(self) -> None:
+        self._sock.close()
 
 
-def _start_clients(gateway: Gateway) -> tuple[threading.Thread, list[int | BaseException]]:
-    """CLIENTS concurrent requests from one asyncio loop in a thread (they really start together)."""
-    outcomes: list[int | BaseException] = []
-
-    async def run() -> None:
-        async with openai.AsyncOpenAI(
-            base_url=gateway.url + "/v1", api_key=API_KEY, max_retries=0, timeout=180
-        ) as client:
-            # The SDK builds its models on first use: pay that before the burst.
-            await client.completions.create(model=SERVED, prompt="warm", max_tokens=1)
-            stream = await client.chat.completions.create(
-                model=SERVED, messages=[{"role": "user", "content": "w"}], max_tokens=1, stream=True
-            )
-            _ = [chunk async for chunk in stream]
-            tasks = [_one_request(client, index) for index in range(CLIENTS)]
-            outcomes.extend(await asyncio.gather(*tasks, return_exceptions=True))
-
-    thread = threading.Thread(target=asyncio.run, args=(run(),), name="drain-clients", daemon=True)
-    thread.start()
-    return thread, outcomes
+@contextmanager
+def _load(gateway: Gateway, tmp: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+    out = tmp / f"load-{gateway.port}.json"
+    argv = [sys.executable, "-m", "tests.service.drain_clients", gateway.url]
+    argv += ["--clients", str(CLIENTS), "--streaming", str(STREAMING), "--seconds", str(SECONDS)]
+    argv += ["--cap", str(TOKENS_CAP), "--out", str(out)]
+    with (tmp / f"load-{gateway.port}.log").open("wb") as log:
+        process = subprocess.Popen(argv, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        yield process, out
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
 
 
-def _drain_under_load(gateway: Gateway, trigger: Callable[[], None]) -> None:
-    """Bounds only keep the test finite; detection and window timings are the bench's business.
-
-    Health polls and the in-window requests use one persistent connection: on a loaded machine
-    new connections from the test process are what starves first.
-    """
+def _drain_under_load(gateway: Gateway, trigger: Callable[[], None], tmp: Path) -> None:
+    """Bounds only keep a broken run finite; detection and window timings are the bench's business."""
     gateway.wait_ready(60)
     headers = {"authorization": f"Bearer {API_KEY}"}
-    with httpx.Client(base_url=gateway.url, headers=headers, timeout=60) as probe:
-        clients, outcomes = _start_clients(gateway)
-        wait_for(lambda: probe.get("/health/ready").json()["in_flight"] >= CLIENTS, 90, f"{CLIENTS} requests in flight")
-        trigger()
-        # Readiness 503 *because of the drain* (a slow probe on this loaded engine also gives 503).
-        wait_for(lambda: probe.get("/health/ready").json()["drain"] == "draining", 30, "the drain", interval_s=0.02)
-        assert probe.get("/health/ready").status_code == 503
+    held: list[HeldRequest] = []
+    with httpx.Client(base_url=gateway.url, headers=headers, timeout=120) as probe, _load(gateway, tmp) as (load, out):
 
-        # Inside the serve window the load balancer may still send traffic: it is admitted and served
-        # (admission is decided on arrival; a rejecting gateway answers 503).
+        def health() -> dict[str, Any]:
+            body: dict[str, Any] = probe.get("/health/ready").json()
+            return body
+
+        started = out.with_name(out.name + ".started")
+        wait_for(lambda: started.exists() or load.poll() is not None, 240, "the load's calibration round")
+        assert load.poll() is None, (tmp / f"load-{gateway.port}.log").read_text()
+        held = [HeldRequest(gateway.port, index) for index in range(HELD)]
+        wait_for(lambda: health()["in_flight"] >= CLIENTS + HELD, 120, f"{CLIENTS + HELD} requests in flight")
+
+        trigger()
+        # Readiness 503 *because of the drain* (a slow probe on a loaded engine also gives 503).
+        wait_for(lambda: health()["drain"] != "serving", 30, "the drain", interval_s=0.02)
+        body = health()
+        assert body["ready"] is False
+        assert body["status"] == "draining", body
+        assert body["drain_in_flight"]["at_start"] >= CLIENTS + HELD, body
+        # Inside the serve window the load balancer may still send traffic: it is admitted and served.
         served = probe.post("/v1/completions", json={"model": SERVED, "prompt": "late but welcome", "max_tokens": 1})
         assert served.status_code == 200, served.text
-        body = probe.get("/health/ready").json()
-        assert body["ready"] is False
-        assert body["status"] == "draining"
+        assert probe.get("/health/ready").status_code == 503
         assert probe.get("/health/live").status_code == 200
 
-        wait_for(lambda: probe.get("/health/ready").json()["drain"] == "rejecting", SERVE_S + 30, "the reject phase")
+        # The held requests keep the gateway in its finish phase: this check cannot race the exit.
+        wait_for(lambda: health()["drain"] == "rejecting", SERVE_S + 60, "the reject phase")
         rejected = probe.post("/v1/completions", json={"model": SERVED, "prompt": "too late", "max_tokens": 1})
-        assert rejected.status_code == 503
+        assert rejected.status_code == 503, rejected.text
         assert rejected.headers["retry-after"] == "5"
         assert rejected.json()["error"]["code"] == "draining"
+        assert health()["drain_in_flight"]["at_reject"] >= HELD
 
-        clients.join(180)  # every request that was in flight completes
-    assert not clients.is_alive()
-    assert len(outcomes) == CLIENTS
-    failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
-    assert not failures, failures
+        # Every request that started before readiness went 503 completes, in full.
+        for request in held:
+            status, answer = request.complete()
+            assert status == 200, answer
+            assert answer["usage"]["completion_tokens"] == HELD_TOKENS
+        assert load.wait(FINISH_S) == 0, (tmp / f"load-{gateway.port}.log").read_text()
+    for request in held:
+        request.close()
+    result = json.loads(out.read_text())
+    assert result["outcomes"] == [result["tokens"]] * CLIENTS, result
     assert gateway.process.wait(60) == 0, gateway.log_tail()
 
 
 def _attached_with_watchers(attach: Callable[..., Gateway], metadata_url: str, name: str) -> Gateway:
     return attach(
-        "--drain-serve-s",
-        str(SERVE_S),
-        "--drain-finish-s",
-        "60",
+        *DRAIN_WINDOWS,
         "--gcp-drain-serve-s",
         str(SERVE_S),
         "--gcp-drain-finish-s",
-        "60",
+        str(FINISH_S),
         "--watch-aws",
         "--aws-metadata-url",
         metadata_url,
@@ -126,27 +160,27 @@ def _attached_with_watchers(attach: Callable[..., Gateway], metadata_url: str, n
         "--watch-gcp",
         "--gcp-metadata-url",
         metadata_url,
-        *LONG,
+        *CAP,
         name=name,
     )
 
 
-def test_drain_on_sigterm(attach: Callable[..., Gateway]) -> None:
-    gateway = attach("--drain-serve-s", str(SERVE_S), "--drain-finish-s", "60", *LONG, name="sigterm")
-    _drain_under_load(gateway, lambda: gateway.process.send_signal(signal.SIGTERM))
+def test_drain_on_sigterm(attach: Callable[..., Gateway], tmp_path: Path) -> None:
+    gateway = attach(*DRAIN_WINDOWS, *CAP, name="sigterm")
+    _drain_under_load(gateway, lambda: gateway.process.send_signal(signal.SIGTERM), tmp_path)
 
 
 @pytest.mark.parametrize("notice", ["spot", "rebalance"])
-def test_drain_on_aws_notice(attach: Callable[..., Gateway], notice: str) -> None:
+def test_drain_on_aws_notice(attach: Callable[..., Gateway], notice: str, tmp_path: Path) -> None:
     with metadata_server() as metadata:
         gateway = _attached_with_watchers(attach, metadata.url, f"aws-{notice}")
-        _drain_under_load(gateway, lambda: metadata.trigger(notice))
+        _drain_under_load(gateway, lambda: metadata.trigger(notice), tmp_path)
         stats = metadata.stats()
     assert stats["token_requests"] >= 1
     assert stats["unauthorised"] == 0
 
 
-def test_drain_on_gcp_preemption(attach: Callable[..., Gateway]) -> None:
+def test_drain_on_gcp_preemption(attach: Callable[..., Gateway], tmp_path: Path) -> None:
     with metadata_server() as metadata:
         gateway = _attached_with_watchers(attach, metadata.url, "gcp")
-        _drain_under_load(gateway, lambda: metadata.trigger("preempt"))
+        _drain_under_load(gateway, lambda: metadata.trigger("preempt"), tmp_path)
