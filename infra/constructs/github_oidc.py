@@ -7,8 +7,10 @@ Two construct functions, wired into the bootstrap stack:
   `repo:<repository>:pull_request`, and one *deploy* role per GitHub environment (one per
   stack that the workflow applies) whose trust pins `repo:<repository>:environment:<stack>`.
 - `gcp_github_oidc(scope, fleet=...)`: a workload identity pool + OIDC provider whose
-  attribute_condition pins `assertion.repository`, a plan and a deploy service account,
-  and `roles/iam.workloadIdentityUser` bindings for the matching principal sets.
+  attribute_condition pins `assertion.repository` and admits only the subjects the workflows
+  use (`repo:<repository>:pull_request`, `repo:<repository>:environment:*`), a plan and a
+  deploy service account, and `roles/iam.workloadIdentityUser` bindings for the matching
+  principals.
 
 The audience is `sts.amazonaws.com` (AWS, the configure-aws-credentials default) and the
 provider's default audience on GCP. Permissions granted to the roles are the lead's /
@@ -130,6 +132,15 @@ def aws_github_oidc(scope: Construct, *, fleet: Fleet) -> AwsGithubOidc:
     return AwsGithubOidc(provider, plan, deploy)
 
 
+def gcp_attribute_condition(repository: str) -> str:
+    """CEL: tokens of this repository's pull requests and deployment environments only."""
+    subject = f"repo:{repository}"
+    return (
+        f"assertion.repository == '{repository}' && "
+        f"(assertion.sub == '{subject}:pull_request' || assertion.sub.startsWith('{subject}:environment:'))"
+    )
+
+
 @dataclass(frozen=True)
 class GcpGithubOidc:
     pool: IamWorkloadIdentityPool
@@ -172,7 +183,7 @@ def gcp_github_oidc(scope: Construct, *, fleet: Fleet) -> GcpGithubOidc:
             "attribute.environment": "assertion.environment",
             "attribute.event_name": "assertion.event_name",
         },
-        attribute_condition=f"assertion.repository == '{repo}'",
+        attribute_condition=gcp_attribute_condition(repo),
         oidc=IamWorkloadIdentityPoolProviderOidc(issuer_uri=GITHUB_OIDC_URL),
     )
     accounts: dict[str, ServiceAccount] = {}
