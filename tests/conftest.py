@@ -2,6 +2,9 @@
 
 `redis_server`: one real redis-server per session on a free loopback port (no
 persistence), used by the feature units and by gateways sharing a region-wide tier.
+Session fixtures that more than one tier uses are plugins (tests/plugins/), registered here
+so that each heavy component starts once per session: the moto deployment of the AWS stacks
+(infra and delivery tiers) and the supervised vLLM engine (service and delivery tiers).
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from pathlib import Path
 import pytest
 import redis
 from hypothesis import settings
+
+pytest_plugins = ("tests.plugins.moto_fleet", "tests.plugins.engine")
 
 # Deterministic property tests in CI: the same examples every run (no flaky red builds),
 # no example database written into the checkout.

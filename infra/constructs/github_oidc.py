@@ -7,30 +7,57 @@ Two construct functions, wired into the bootstrap stack:
   `repo:<repository>:pull_request`, and one *deploy* role per GitHub environment (one per
   stack that the workflow applies) whose trust pins `repo:<repository>:environment:<stack>`.
 - `gcp_github_oidc(scope, fleet=...)`: a workload identity pool + OIDC provider whose
-  attribute_condition pins `assertion.repository`, a plan and a deploy service account,
-  and `roles/iam.workloadIdentityUser` bindings for the matching principal sets.
+  attribute_condition pins `assertion.repository` and admits only the subjects the workflows
+  use (`repo:<repository>:pull_request`, `repo:<repository>:environment:*`), a plan and a
+  deploy service account, and `roles/iam.workloadIdentityUser` bindings for the matching
+  principals.
 
 The audience is `sts.amazonaws.com` (AWS, the configure-aws-credentials default) and the
 provider's default audience on GCP. Permissions granted to the roles are the lead's /
 stack owners' choice; here: ReadOnlyAccess + state access for plan, AdministratorAccess
 scoped by the trust for deploy (the environment's protection rules are the gate).
+Managed policies are attached with `aws_iam_role_policy_attachment` (the role's
+`managed_policy_arns` argument is deprecated in hashicorp/aws 5.x).
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from infra.config import Fleet
+
+if TYPE_CHECKING:
+    from cdktf_cdktf_provider_aws.iam_openid_connect_provider import IamOpenidConnectProvider
+    from cdktf_cdktf_provider_aws.iam_role import IamRole
+    from cdktf_cdktf_provider_google.iam_workload_identity_pool import IamWorkloadIdentityPool
+    from cdktf_cdktf_provider_google.iam_workload_identity_pool_provider import IamWorkloadIdentityPoolProvider
+    from cdktf_cdktf_provider_google.service_account import ServiceAccount
+    from constructs import Construct
 
 GITHUB_OIDC_HOST = "token.actions.githubusercontent.com"
 GITHUB_OIDC_URL = f"https://{GITHUB_OIDC_HOST}"
 AWS_AUDIENCE = "sts.amazonaws.com"
+PLAN_POLICY = "arn:aws:iam::aws:policy/ReadOnlyAccess"
+DEPLOY_POLICY = "arn:aws:iam::aws:policy/AdministratorAccess"
+DEPLOY_POLICY_REASON = (
+    "terraform apply creates VPCs, load balancers, IAM instance roles and DNS records across services; "
+    "the trust pins one repository environment whose protection rules (required reviewers, main only) gate it"
+)
 
 
 def deploy_environments(fleet: Fleet) -> list[str]:
-    """GitHub environments the deploy workflow applies through: every region stack and global."""
+    """GitHub environments the deploy workflow applies through: every region stack and global.
+
+    GCP region stacks are included: their Terraform state lives in the fleet's S3 bucket.
+    """
     return [name for name in fleet.stack_names() if name != "bootstrap"]
+
+
+def resource_suffix(env: str) -> str:
+    """A Terraform-id-safe suffix for an environment (stack) name."""
+    return env.replace("-", "_")
 
 
 def aws_trust_policy(provider_arn: str, repository: str, subjects: list[str]) -> str:
@@ -57,67 +84,86 @@ def aws_trust_policy(provider_arn: str, repository: str, subjects: list[str]) ->
 
 @dataclass(frozen=True)
 class AwsGithubOidc:
-    provider: object
-    plan_role: object
-    deploy_roles: dict[str, object]
+    provider: IamOpenidConnectProvider
+    plan_role: IamRole
+    deploy_roles: dict[str, IamRole]  # GitHub environment (stack name) -> role
 
 
-def aws_github_oidc(scope: object, *, fleet: Fleet) -> AwsGithubOidc:
+def aws_github_oidc(scope: Construct, *, fleet: Fleet) -> AwsGithubOidc:
     # Deferred: a stack that only needs one cloud never pays for the other's bindings.
-    from cdktf_cdktf_provider_aws.iam_openid_connect_provider import IamOpenidConnectProvider  # noqa: PLC0415
-    from cdktf_cdktf_provider_aws.iam_role import IamRole  # noqa: PLC0415
+    from cdktf_cdktf_provider_aws.iam_openid_connect_provider import IamOpenidConnectProvider
+    from cdktf_cdktf_provider_aws.iam_role import IamRole
+    from cdktf_cdktf_provider_aws.iam_role_policy_attachment import IamRolePolicyAttachment
+
+    from infra.constructs.aws_suppress import suppress
 
     repo = fleet.github.repository
     provider = IamOpenidConnectProvider(
-        scope,  # type: ignore[arg-type]
+        scope,
         "github_oidc_provider",
         url=GITHUB_OIDC_URL,
         client_id_list=[AWS_AUDIENCE],
     )
     plan = IamRole(
-        scope,  # type: ignore[arg-type]
+        scope,
         "github_plan_role",
         name=f"{fleet.project}-github-plan",
         description=f"terraform plan from pull requests of {repo}",
         assume_role_policy=aws_trust_policy(provider.arn, repo, ["pull_request"]),
-        managed_policy_arns=["arn:aws:iam::aws:policy/ReadOnlyAccess"],
         max_session_duration=3600,
     )
-    deploy: dict[str, object] = {}
+    IamRolePolicyAttachment(scope, "github_plan_role_read_only", role=plan.name, policy_arn=PLAN_POLICY)
+    deploy: dict[str, IamRole] = {}
     for env in deploy_environments(fleet):
-        deploy[env] = IamRole(
-            scope,  # type: ignore[arg-type]
-            f"github_deploy_role_{env.replace('-', '_')}",
+        suffix = resource_suffix(env)
+        role = IamRole(
+            scope,
+            f"github_deploy_role_{suffix}",
             name=f"{fleet.project}-github-deploy-{env}"[:64],
             description=f"terraform apply of {env} from the {env} environment of {repo}",
             assume_role_policy=aws_trust_policy(provider.arn, repo, [f"environment:{env}"]),
-            managed_policy_arns=["arn:aws:iam::aws:policy/AdministratorAccess"],
             max_session_duration=3600,
         )
+        attachment = IamRolePolicyAttachment(
+            scope, f"github_deploy_role_{suffix}_admin", role=role.name, policy_arn=DEPLOY_POLICY
+        )
+        suppress(attachment, {"CKV_AWS_274": DEPLOY_POLICY_REASON})
+        deploy[env] = role
     return AwsGithubOidc(provider, plan, deploy)
+
+
+def gcp_attribute_condition(repository: str) -> str:
+    """CEL: tokens of this repository's pull requests and deployment environments only."""
+    subject = f"repo:{repository}"
+    return (
+        f"assertion.repository == '{repository}' && "
+        f"(assertion.sub == '{subject}:pull_request' || assertion.sub.startsWith('{subject}:environment:'))"
+    )
 
 
 @dataclass(frozen=True)
 class GcpGithubOidc:
-    pool: object
-    provider: object
-    plan_account: object
-    deploy_account: object
+    pool: IamWorkloadIdentityPool
+    provider: IamWorkloadIdentityPoolProvider
+    plan_account: ServiceAccount
+    deploy_account: ServiceAccount
 
 
-def gcp_github_oidc(scope: object, *, fleet: Fleet) -> GcpGithubOidc:
-    from cdktf_cdktf_provider_google.iam_workload_identity_pool import IamWorkloadIdentityPool  # noqa: PLC0415
-    from cdktf_cdktf_provider_google.iam_workload_identity_pool_provider import (  # noqa: PLC0415
+def gcp_github_oidc(scope: Construct, *, fleet: Fleet) -> GcpGithubOidc:
+    from cdktf_cdktf_provider_google.iam_workload_identity_pool import IamWorkloadIdentityPool
+    from cdktf_cdktf_provider_google.iam_workload_identity_pool_provider import (
         IamWorkloadIdentityPoolProvider,
         IamWorkloadIdentityPoolProviderOidc,
     )
-    from cdktf_cdktf_provider_google.service_account import ServiceAccount  # noqa: PLC0415
-    from cdktf_cdktf_provider_google.service_account_iam_member import ServiceAccountIamMember  # noqa: PLC0415
+    from cdktf_cdktf_provider_google.service_account import ServiceAccount
+    from cdktf_cdktf_provider_google.service_account_iam_member import ServiceAccountIamMember
 
+    if fleet.gcp.project is None:
+        raise ValueError("gcp.project: required for the GitHub workload identity pool of a fleet with gcp regions")
     project = fleet.gcp.project
     repo = fleet.github.repository
     pool = IamWorkloadIdentityPool(
-        scope,  # type: ignore[arg-type]
+        scope,
         "github_pool",
         project=project,
         workload_identity_pool_id=f"{fleet.project}-github"[:32],
@@ -125,7 +171,7 @@ def gcp_github_oidc(scope: object, *, fleet: Fleet) -> GcpGithubOidc:
         description=f"workflows of {repo}",
     )
     provider = IamWorkloadIdentityPoolProvider(
-        scope,  # type: ignore[arg-type]
+        scope,
         "github_pool_provider",
         project=project,
         workload_identity_pool_id=pool.workload_identity_pool_id,
@@ -137,13 +183,13 @@ def gcp_github_oidc(scope: object, *, fleet: Fleet) -> GcpGithubOidc:
             "attribute.environment": "assertion.environment",
             "attribute.event_name": "assertion.event_name",
         },
-        attribute_condition=f"assertion.repository == '{repo}'",
+        attribute_condition=gcp_attribute_condition(repo),
         oidc=IamWorkloadIdentityPoolProviderOidc(issuer_uri=GITHUB_OIDC_URL),
     )
-    accounts = {}
+    accounts: dict[str, ServiceAccount] = {}
     for kind in ("plan", "deploy"):
         accounts[kind] = ServiceAccount(
-            scope,  # type: ignore[arg-type]
+            scope,
             f"github_{kind}_account",
             project=project,
             account_id=f"{fleet.project}-gh-{kind}"[:30],
@@ -151,7 +197,7 @@ def gcp_github_oidc(scope: object, *, fleet: Fleet) -> GcpGithubOidc:
         )
     principal = f"principal://iam.googleapis.com/{pool.name}/subject/repo:{repo}"
     ServiceAccountIamMember(
-        scope,  # type: ignore[arg-type]
+        scope,
         "github_plan_binding",
         service_account_id=accounts["plan"].name,
         role="roles/iam.workloadIdentityUser",
@@ -161,8 +207,8 @@ def gcp_github_oidc(scope: object, *, fleet: Fleet) -> GcpGithubOidc:
         if env.startswith("aws-"):
             continue  # AWS region stacks never touch GCP
         ServiceAccountIamMember(
-            scope,  # type: ignore[arg-type]
-            f"github_deploy_binding_{env.replace('-', '_')}",
+            scope,
+            f"github_deploy_binding_{resource_suffix(env)}",
             service_account_id=accounts["deploy"].name,
             role="roles/iam.workloadIdentityUser",
             member=f"{principal}:environment:{env}",

@@ -1,17 +1,29 @@
-"""`bootstrap`: the Terraform state bucket every other stack stores its state in.
+"""`bootstrap`: the Terraform state bucket every other stack stores its state in, and the OIDC
+trust the deploy workflow uses to reach the clouds (infra/constructs/github_oidc.py).
 
 It keeps its own state locally (it creates the bucket the others need), so it is applied
-once per account, by hand or by the first CI run, before any regional stack.
+once per account by an administrator before any regional stack; CI only plans it.
+
+The Google provider (workload identity pool, plan / deploy service accounts) is added only
+when the fleet has GCP regions, so an AWS-only fleet's bootstrap imports no Google bindings
+and validates and deploys with the AWS provider alone.
+
+Outputs are named after the GitHub variables they fill (docs/delivery.md): `aws_plan_role_arn`
+-> AWS_PLAN_ROLE_ARN, `aws_deploy_role_arns[<environment>]` -> AWS_DEPLOY_ROLE_ARN of that
+environment, `gcp_workload_identity_provider`, `gcp_plan_service_account`,
+`gcp_deploy_service_account` -> the GCP_* variables.
 """
 
 from __future__ import annotations
 
-from cdktf import TerraformOutput
+from cdktf import Aspects, TerraformOutput
 from cdktf_cdktf_provider_aws.provider import AwsProvider
 from constructs import Construct
 
+from infra.catalog import Cloud
 from infra.config import Fleet
 from infra.constructs.aws_state_bucket import AwsStateBucket
+from infra.constructs.github_oidc import AwsGithubOidc, GcpGithubOidc, aws_github_oidc
 from infra.stacks.common import Backend, FleetStack
 
 
@@ -24,3 +36,32 @@ class BootstrapStack(FleetStack):
         TerraformOutput(self, "state_bucket_name", value=self.bucket.bucket.bucket)
         TerraformOutput(self, "state_bucket_arn", value=self.bucket.bucket.arn)
         TerraformOutput(self, "state_kms_key_arn", value=self.bucket.key.arn)
+
+        self.aws_oidc: AwsGithubOidc = aws_github_oidc(self, fleet=fleet)
+        TerraformOutput(self, "github_oidc_provider_arn", value=self.aws_oidc.provider.arn)
+        TerraformOutput(self, "aws_plan_role_arn", value=self.aws_oidc.plan_role.arn)
+        TerraformOutput(
+            self,
+            "aws_deploy_role_arns",
+            value={env: role.arn for env, role in self.aws_oidc.deploy_roles.items()},
+            description="AWS_DEPLOY_ROLE_ARN of each GitHub environment (one per stack)",
+        )
+
+        self.gcp_oidc: GcpGithubOidc | None = None
+        if fleet.regions_of(Cloud.GCP):
+            self.gcp_oidc = self._gcp_trust(fleet)
+
+    def _gcp_trust(self, fleet: Fleet) -> GcpGithubOidc:
+        # Deferred: only fleets with GCP regions pay for (and need a mirror of) the Google provider.
+        from cdktf_cdktf_provider_google.provider import GoogleProvider
+
+        from infra.constructs.github_oidc import gcp_github_oidc
+        from infra.gcp_labels import GcpLabels, fleet_labels
+
+        GoogleProvider(self, "google", project=fleet.gcp.project)
+        Aspects.of(self).add(GcpLabels(fleet_labels(fleet.project, self.stack_name, fleet.tags)))
+        trust = gcp_github_oidc(self, fleet=fleet)
+        TerraformOutput(self, "gcp_workload_identity_provider", value=trust.provider.name)
+        TerraformOutput(self, "gcp_plan_service_account", value=trust.plan_account.email)
+        TerraformOutput(self, "gcp_deploy_service_account", value=trust.deploy_account.email)
+        return trust

@@ -41,6 +41,10 @@ class Group:
     in_service: int
     on_demand: int
     spot: int
+    # AWS mixed instances policy: replicas never spot, how spot is placed, the types it may use.
+    on_demand_base: int | None = None
+    spot_strategy: str | None = None
+    instance_types: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -85,6 +89,9 @@ def aws_region_status(aws: AwsClientFactory, fleet: Fleet, region: RegionSpec) -
         if ids:
             reservations = _paginate(ec2, "describe_instances", "Reservations", InstanceIds=ids)
             spot = sum(1 for r in reservations for inst in r["Instances"] if inst.get("InstanceLifecycle") == "spot")
+        mixed = asg.get("MixedInstancesPolicy", {})
+        distribution = mixed.get("InstancesDistribution", {})
+        overrides = mixed.get("LaunchTemplate", {}).get("Overrides", [])
         status.groups.append(
             Group(
                 name=asg["AutoScalingGroupName"],
@@ -94,6 +101,9 @@ def aws_region_status(aws: AwsClientFactory, fleet: Fleet, region: RegionSpec) -
                 in_service=len(ids),
                 on_demand=len(ids) - spot,
                 spot=spot,
+                on_demand_base=distribution.get("OnDemandBaseCapacity"),
+                spot_strategy=distribution.get("SpotAllocationStrategy"),
+                instance_types=[o["InstanceType"] for o in overrides if "InstanceType" in o],
             )
         )
         target_groups.update(asg.get("TargetGroupARNs", []))
@@ -213,6 +223,8 @@ def render(fleet: Fleet, statuses: list[RegionStatus]) -> str:
                     f"{g.min_size}/{g.max_size}" if region.cloud.value == "aws" else "-",
                     f"{g.in_service}",
                     f"{g.on_demand}/{g.spot}",
+                    "-" if g.on_demand_base is None else f"{g.on_demand_base}",
+                    ",".join(g.instance_types) or "-",
                     f"{status.healthy_targets}/{status.targets}" if first else "",
                     f"{region.region}.{fleet.global_.domain}: {status.global_health}" if first else "",
                     ("ok" if status.ok else "DEGRADED") if first else "",
@@ -225,6 +237,8 @@ def render(fleet: Fleet, statuses: list[RegionStatus]) -> str:
         "min/max",
         "in service",
         "od/spot",
+        "od base",
+        "types",
         "healthy",
         "global health check",
         "state",

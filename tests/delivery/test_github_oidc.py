@@ -51,7 +51,11 @@ def test_aws_roles_pin_repository_subjects(fleet: Fleet, synthesized: dict[str, 
 
 def test_gcp_pool_condition_pins_repository(fleet: Fleet, synthesized: dict[str, Any]) -> None:
     provider = next(iter(synthesized["google_iam_workload_identity_pool_provider"].values()))
-    assert provider["attribute_condition"] == f"assertion.repository == '{fleet.github.repository}'"
+    repo = fleet.github.repository
+    assert provider["attribute_condition"] == (
+        f"assertion.repository == '{repo}' && (assertion.sub == 'repo:{repo}:pull_request'"
+        f" || assertion.sub.startsWith('repo:{repo}:environment:'))"
+    )
     assert provider["oidc"]["issuer_uri"] == "https://token.actions.githubusercontent.com"
     members = sorted(b["member"] for b in synthesized["google_service_account_iam_member"].values())
     assert any(m.endswith(f"repo:{fleet.github.repository}:pull_request") for m in members)

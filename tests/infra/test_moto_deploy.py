@@ -147,6 +147,35 @@ def test_stacks_without_moto_gaps_replan_clean(moto_deployment: MotoDeployment, 
         assert code == 0, f"{name}: {out[-2000:]}"
 
 
+def test_bootstrap_oidc_trust(moto_deployment: MotoDeployment) -> None:
+    """The AWS-only bootstrap (tests/plugins/moto_fleet.py: no offline Google provider)."""
+    out = moto_deployment.outputs["bootstrap"]
+    iam = moto_deployment.client("iam")
+    (provider,) = iam.list_open_id_connect_providers()["OpenIDConnectProviderList"]
+    assert provider["Arn"] == out["github_oidc_provider_arn"]
+    described = iam.get_open_id_connect_provider(OpenIDConnectProviderArn=provider["Arn"])
+    assert described["ClientIDList"] == ["sts.amazonaws.com"]
+    assert described["Url"].removeprefix("https://") == "token.actions.githubusercontent.com"
+    repo = moto_deployment.fleet.github.repository
+    plan = iam.get_role(RoleName=out["aws_plan_role_arn"].rsplit("/", 1)[1])["Role"]
+    plan_trust = plan["AssumeRolePolicyDocument"]["Statement"][0]
+    assert plan_trust["Principal"] == {"Federated": provider["Arn"]}
+    assert plan_trust["Condition"]["StringEquals"]["token.actions.githubusercontent.com:sub"] == [
+        f"repo:{repo}:pull_request"
+    ]
+    attached = iam.list_attached_role_policies(RoleName=plan["RoleName"])["AttachedPolicies"]
+    assert [a["PolicyName"] for a in attached] == ["ReadOnlyAccess"]
+    assert set(out["aws_deploy_role_arns"]) == {"aws-us-west-2", "aws-eu-central-1", "global"}
+    for env, arn in out["aws_deploy_role_arns"].items():
+        role = iam.get_role(RoleName=arn.rsplit("/", 1)[1])["Role"]
+        condition = role["AssumeRolePolicyDocument"]["Statement"][0]["Condition"]["StringEquals"]
+        assert condition["token.actions.githubusercontent.com:sub"] == [f"repo:{repo}:environment:{env}"]
+        tags = {t["Key"]: t["Value"] for t in iam.list_role_tags(RoleName=role["RoleName"])["Tags"]}
+        assert tags["Project"] == "llm-fleet"
+        assert tags["Stack"] == "bootstrap"
+
+
+@pytest.mark.destroys_moto_deployment
 def test_destroy_cleanly(moto_deployment: MotoDeployment, tf: tfh.TerraformRunner) -> None:
     errors = tfh.destroy_stacks(tf, moto_deployment.dirs)
     moto_deployment.destroyed = True

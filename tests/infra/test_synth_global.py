@@ -28,6 +28,65 @@ def test_bootstrap_state_bucket(local_synth: Synth) -> None:
     assert one(doc, "aws_kms_key")["enable_key_rotation"] is True
 
 
+def _trust_subjects(role: dict[str, Any]) -> list[str]:
+    statement = json.loads(role["assume_role_policy"])["Statement"][0]
+    assert statement["Action"] == "sts:AssumeRoleWithWebIdentity"
+    assert statement["Principal"] == {"Federated": "${aws_iam_openid_connect_provider.github_oidc_provider.arn}"}
+    condition = statement["Condition"]["StringEquals"]
+    assert condition["token.actions.githubusercontent.com:aud"] == "sts.amazonaws.com"
+    return list(condition["token.actions.githubusercontent.com:sub"])
+
+
+def test_bootstrap_github_oidc_trust(local_synth: Synth) -> None:
+    fleet = local_synth.fleet
+    doc = local_synth.stacks["bootstrap"]
+    repo = fleet.github.repository
+    oidc = one(doc, "aws_iam_openid_connect_provider")
+    assert oidc["url"] == "https://token.actions.githubusercontent.com"
+    assert oidc["client_id_list"] == ["sts.amazonaws.com"]
+    roles = resources(doc, "aws_iam_role")
+    assert _trust_subjects(roles["github_plan_role"]) == [f"repo:{repo}:pull_request"]
+    environments = [n for n in fleet.stack_names() if n != "bootstrap"]
+    assert "gcp-asia-southeast1" in environments  # its state is in the fleet's S3 bucket
+    for env in environments:
+        role = roles[f"github_deploy_role_{env.replace('-', '_')}"]
+        assert _trust_subjects(role) == [f"repo:{repo}:environment:{env}"]
+        assert "managed_policy_arns" not in role  # deprecated in hashicorp/aws 5.x
+    attachments = {a["role"]: a["policy_arn"] for a in resources(doc, "aws_iam_role_policy_attachment").values()}
+    assert attachments["${aws_iam_role.github_plan_role.name}"] == "arn:aws:iam::aws:policy/ReadOnlyAccess"
+    assert len(attachments) == 1 + len(environments)
+    # Outputs named after the GitHub variables they fill (docs/delivery.md).
+    outputs = doc["output"]
+    assert outputs["aws_plan_role_arn"]["value"] == "${aws_iam_role.github_plan_role.arn}"
+    assert outputs["aws_deploy_role_arns"]["value"] == {
+        env: f"${{aws_iam_role.github_deploy_role_{env.replace('-', '_')}.arn}}" for env in environments
+    }
+    # The fleet has a GCP region: the workload identity pool pins the repository.
+    assert doc["provider"]["google"][0]["project"] == fleet.gcp.project
+    pool_provider = one(doc, "google_iam_workload_identity_pool_provider")
+    assert pool_provider["attribute_condition"].startswith(f"assertion.repository == '{repo}' && ")
+    members = sorted(m["member"] for m in resources(doc, "google_service_account_iam_member").values())
+    assert [m.rsplit(f"repo:{repo}:", 1)[1] for m in members] == [
+        "environment:gcp-asia-southeast1",
+        "environment:global",
+        "pull_request",
+    ]
+    assert outputs["gcp_workload_identity_provider"]["value"] == (
+        "${google_iam_workload_identity_pool_provider.github_pool_provider.name}"
+    )
+    assert outputs["gcp_plan_service_account"]["value"] == "${google_service_account.github_plan_account.email}"
+    assert outputs["gcp_deploy_service_account"]["value"] == "${google_service_account.github_deploy_account.email}"
+
+
+def test_aws_only_bootstrap_has_no_google_provider(variant_synths: dict[str, Synth]) -> None:
+    doc = variant_synths["accelerator"].stacks["bootstrap"]
+    assert set(doc["provider"]) == {"aws"}
+    assert set(doc["terraform"]["required_providers"]) == {"aws"}
+    assert not [t for t in doc["resource"] if not t.startswith("aws_")]
+    assert not [o for o in doc["output"] if o.startswith("gcp_")]
+    assert set(doc["output"]["aws_deploy_role_arns"]["value"]) == {"aws-us-west-2", "aws-eu-central-1", "global"}
+
+
 def test_fleet_backend_is_s3_with_lockfile(fleet_synth: Synth) -> None:
     fleet = fleet_synth.fleet
     for name in ("aws-eu-central-1", "global"):

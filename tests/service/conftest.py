@@ -1,4 +1,8 @@
-"""One supervised vLLM (tiny model) per session, plus cheap gateways attached to it."""
+"""Cheap gateways attached to the session's supervised vLLM, and clients of that gateway.
+
+The supervised gateway and its engine (`supervised`, `engine_url`) are in
+tests/plugins/engine.py, shared with the delivery tier so the engine starts once per session.
+"""
 
 from __future__ import annotations
 
@@ -7,73 +11,12 @@ from pathlib import Path
 
 import httpx
 import openai
-import psutil
 import pytest
 
-from tests.service.helpers import API_KEY, TINY_MODEL, Gateway, free_port, start_gateway
+from tests.plugins.engine import ENGINE_START_TIMEOUT_S, PROBE_INTERVAL_S
+from tests.service.helpers import API_KEY, Gateway, start_gateway
 
-ENGINE_START_TIMEOUT_S = 420.0
-PROBE_INTERVAL_S = 1.0
-
-
-@pytest.fixture(scope="session")
-def supervised(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    """The session's gateway and the one vLLM it supervises."""
-    if not (TINY_MODEL / "config.json").exists():
-        pytest.fail(f"tiny model missing at {TINY_MODEL}: run `make setup`")
-    tmp = tmp_path_factory.mktemp("supervised")
-    engine_port = free_port()
-    gateway = start_gateway(
-        tmp,
-        [
-            "--model",
-            str(TINY_MODEL),
-            "--max-model-len",
-            "4096",
-            "--max-tokens-cap",
-            "512",
-            "--engine-args=--enforce-eager",  # no torch.compile: the tiny model starts in seconds
-            "--engine-port",
-            str(engine_port),
-            "--engine-log-file",
-            str(tmp / "engine.log"),
-            "--probe-interval-s",
-            str(PROBE_INTERVAL_S),
-            "--probe-timeout-s",
-            "20",
-            "--restart-backoff-s",
-            "0.5",
-            "--drain-serve-s",
-            "0",
-            "--drain-finish-s",
-            "10",
-        ],
-        name="supervised",
-    )
-    gateway.engine_url = f"http://127.0.0.1:{engine_port}"
-    try:
-        gateway.wait_ready(ENGINE_START_TIMEOUT_S)
-        yield gateway
-    finally:
-        engines = [
-            child
-            for child in psutil.Process(gateway.process.pid).children(recursive=True)
-            if child.is_running() and child.status() != psutil.STATUS_ZOMBIE
-        ]
-        gateway.stop(drain=True)  # serve window 0: the drain stops vLLM and exits 0
-        _, alive = psutil.wait_procs(engines, timeout=10)
-        for leftover in alive:
-            leftover.kill()
-        engine_log = (tmp / "engine.log").read_text(errors="replace")[-3000:]
-        assert gateway.process.returncode == 0, gateway.log_tail() + engine_log
-        assert not alive, f"engine processes outlived the gateway: {[p.pid for p in alive]}"
-
-
-@pytest.fixture(scope="session")
-def engine_url(supervised: Gateway) -> str:
-    assert supervised.engine_url is not None
-    return supervised.engine_url
-
+__all__ = ["ENGINE_START_TIMEOUT_S", "PROBE_INTERVAL_S"]
 
 AttachedFactory = Callable[..., Gateway]
 
