@@ -32,6 +32,7 @@ import psutil
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench-results" / "gateway.json"
+LATENCIES = REPO / "bench-results" / "gateway_latencies.json"
 SERVED = "bench"
 KEY = "sk-bench"
 
@@ -186,6 +187,9 @@ def measure(args: argparse.Namespace) -> list[Figure]:
                 lat_g += asyncio.run(latencies(gateway, args.latency_requests))
         finally:
             _stop(process, group=False)
+    # Raw samples for the latency plot of `make bench` (scripts/bench.py).
+    LATENCIES.parent.mkdir(exist_ok=True)
+    LATENCIES.write_text(json.dumps({"direct_s": lat_d, "gateway_s": lat_g}) + "\n")
     direct_tput, gateway_tput = statistics.median(tput_d), statistics.median(tput_g)
     p50 = (_pct(lat_g, 0.5) - _pct(lat_d, 0.5)) * 1000
     p99 = (_pct(lat_g, 0.99) - _pct(lat_d, 0.99)) * 1000
