@@ -139,7 +139,8 @@ def markdown(figures: list[dict[str, Any]], runs: list[ModuleRun], machine: dict
     for f in figures:
         cells = [f["area"], f["name"], f["value"], f["unit"], f["baseline"], f["ratio"], f["goal"], f["met"]]
         lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
-    lines += ["", "| bench module | status | seconds | note |", "|---|---|---|---|"]
+    if runs:
+        lines += ["", "| bench module | status | seconds | note |", "|---|---|---|---|"]
     for run in runs:
         lines.append(f"| {run.module} | {run.status} | {run.seconds:g} | {_cell(run.error)} |")
     return "\n".join(lines) + "\n"

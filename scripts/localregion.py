@@ -342,7 +342,9 @@ backend {BACKEND}
     http-check expect status 200
     default-server inter {inter_ms} fastinter {inter_ms} downinter {inter_ms} fall {check.unhealthy_threshold} \
 rise {check.healthy_threshold}
-    # Retry only what provably was not processed; each retry goes to another server.
+    # Retry only what provably was not processed; each retry goes to another server. A status
+    # retry needs the whole request in HAProxy's buffer (without it, POSTs are never retried).
+    option http-buffer-request
     retries 3
     retry-on conn-failure empty-response 503
     option redispatch 1
@@ -420,8 +422,9 @@ class HAProxy:
             )
         return result
 
-    def server_up(self, name: str) -> bool:
-        return self.stats()[name].status == "UP"
+    def in_rotation(self, name: str) -> bool:
+        """UP, or "UP 1/3" (failing checks but not yet taken out); not DOWN, "DOWN 1/2" or MAINT."""
+        return self.stats()[name].status.startswith("UP")
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -33,7 +33,7 @@ def _drain_under_load(region: ResilienceRegion, name: str, inject: str, record_c
             region.metadata[name].trigger(inject)
         # The drain shows at once on readiness, then in HAProxy, then the process exits 0.
         wait_until(lambda: http_status(instance.url + "/health/ready") != 200, 15, f"{name} readiness 503")
-        wait_until(lambda: not region.region.lb.server_up(name), 30, f"haproxy takes {name} out")
+        wait_until(lambda: not region.region.lb.in_rotation(name), 30, f"haproxy takes {name} out")
         code = instance.wait_exit(90)
         assert code == 0, region.logs(instance)
         served_after = len(load.report().outcomes)
@@ -61,10 +61,10 @@ def test_engine_kill_fails_only_requests_in_flight(region: ResilienceRegion, rec
         # The gateway sees its engine's exit at once; requests started after it said so must not fail.
         wait_until(lambda: http_status(instance.url + "/health/ready") != 200, 15, "i2 readiness 503", 0.01)
         not_ready_at = time.monotonic()
-        down_s = wait_until(lambda: not region.region.lb.server_up("i2"), 30, "haproxy takes i2 out", 0.05)
+        down_s = wait_until(lambda: not region.region.lb.in_rotation("i2"), 30, "haproxy takes i2 out", 0.05)
         left_rotation_s = not_ready_at - killed_at + down_s
         # The supervisor restarts the engine; HAProxy takes the instance back after `rise` checks.
-        back_s = wait_until(lambda: region.region.lb.server_up("i2"), 420, "i2 back in haproxy", 0.2)
+        back_s = wait_until(lambda: region.region.lb.in_rotation("i2"), 420, "i2 back in haproxy", 0.2)
         back_at = time.monotonic()
         time.sleep(AFTER_S)
         report = load.stop()
@@ -75,8 +75,8 @@ def test_engine_kill_fails_only_requests_in_flight(region: ResilienceRegion, rec
     # interval x unhealthy threshold, plus the last check's own timeout.
     assert left_rotation_s <= check.detect_down_s + check.timeout_s
     for failure in report.failures:
-        assert failure.started < not_ready_at, f"failed although started after i2 went not ready: {failure}"
-        assert failure.retryable, f"not retryable: {failure}"
+        assert failure.started < not_ready_at, f"started after i2 went not ready: {failure}; {report.summary()}"
+        assert failure.retryable, f"not retryable: {failure}; {report.summary()}"
     successes_after = [o for o in report.outcomes if o.ok and o.started > back_at]
     assert successes_after, "no request succeeded after i2 came back"
 
