@@ -1,0 +1,267 @@
+"""The GPU instance group: launch template + mixed-instances Auto Scaling group.
+
+The on-demand base (reserved capacity first when reservations are named) comes from the
+fleet file; everything above it is spot, spread over >= 2 instance types with the
+price-capacity-optimized strategy and capacity rebalancing. The ALB's readiness check is the
+health check (grace period >= cold start); a termination lifecycle hook gives each instance
+its drain budget; changes roll out by instance refresh; target tracking scales on the fleet's
+autoscale metric.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping, Sequence
+
+from cdktf import TerraformResourceLifecycle, Token
+from cdktf_cdktf_provider_aws.autoscaling_group import (
+    AutoscalingGroup,
+    AutoscalingGroupCapacityReservationSpecification,
+    AutoscalingGroupCapacityReservationSpecificationCapacityReservationTarget,
+    AutoscalingGroupInstanceRefresh,
+    AutoscalingGroupInstanceRefreshPreferences,
+    AutoscalingGroupMixedInstancesPolicy,
+    AutoscalingGroupMixedInstancesPolicyInstancesDistribution,
+    AutoscalingGroupMixedInstancesPolicyLaunchTemplate,
+    AutoscalingGroupMixedInstancesPolicyLaunchTemplateLaunchTemplateSpecification,
+    AutoscalingGroupMixedInstancesPolicyLaunchTemplateOverride,
+    AutoscalingGroupTag,
+)
+from cdktf_cdktf_provider_aws.autoscaling_lifecycle_hook import AutoscalingLifecycleHook
+from cdktf_cdktf_provider_aws.autoscaling_policy import (
+    AutoscalingPolicy,
+    AutoscalingPolicyTargetTrackingConfiguration,
+    AutoscalingPolicyTargetTrackingConfigurationCustomizedMetricSpecification,
+    AutoscalingPolicyTargetTrackingConfigurationCustomizedMetricSpecificationMetricDimension,
+    AutoscalingPolicyTargetTrackingConfigurationPredefinedMetricSpecification,
+)
+from cdktf_cdktf_provider_aws.launch_template import (
+    LaunchTemplate,
+    LaunchTemplateBlockDeviceMappings,
+    LaunchTemplateBlockDeviceMappingsEbs,
+    LaunchTemplateIamInstanceProfile,
+    LaunchTemplateMetadataOptions,
+    LaunchTemplateMonitoring,
+    LaunchTemplateNetworkInterfaces,
+    LaunchTemplateTagSpecifications,
+)
+from cdktf_cdktf_provider_aws.security_group import SecurityGroup
+from cdktf_cdktf_provider_aws.vpc_security_group_egress_rule import VpcSecurityGroupEgressRule
+from cdktf_cdktf_provider_aws.vpc_security_group_ingress_rule import VpcSecurityGroupIngressRule
+from constructs import Construct
+
+from infra.boot import GPU_UTILIZATION_METRIC, IN_FLIGHT_METRIC, LIFECYCLE_HOOK, METRICS_NAMESPACE
+
+# Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04): driver, docker and the NVIDIA
+# container toolkit preinstalled. Resolved by EC2 at launch, so synth never calls AWS and new
+# instances pick up patched AMIs.
+GPU_AMI_SSM_PARAMETER = "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id"
+ROOT_VOLUME_GIB = 200  # AMI (~75 GiB) + service image (~20 GiB) + weights cache (~10 GiB) + headroom
+LIFECYCLE_HEARTBEAT_MARGIN_S = 60
+
+
+class AwsGpuGroup(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        name: str,
+        vpc_id: str,
+        subnet_ids: Sequence[str],
+        alb_security_group_id: str,
+        target_group_arn: str,
+        instance_profile_arn: str,
+        instance_types: Sequence[str],
+        min_size: int,
+        max_size: int,
+        on_demand_base: int,
+        capacity_reservations: Sequence[str],
+        user_data: str,
+        service_port: int,
+        cold_start_s: int,
+        drain_budget_s: int,
+        autoscale_metric: str,
+        autoscale_target: float,
+        tags: Mapping[str, str],
+    ) -> None:
+        super().__init__(scope, id_)
+        if len(instance_types) < 2:
+            raise ValueError("instance_types: a mixed instances policy needs at least 2 types")
+        self.security_group = SecurityGroup(
+            self, "sg", name_prefix=f"{name}-gpu-", description=f"{name} GPU instances", vpc_id=vpc_id
+        )
+        VpcSecurityGroupIngressRule(
+            self,
+            "from_alb",
+            security_group_id=self.security_group.id,
+            referenced_security_group_id=alb_security_group_id,
+            ip_protocol="tcp",
+            from_port=service_port,
+            to_port=service_port,
+            description="service port, from the load balancer only",
+        )
+        VpcSecurityGroupEgressRule(
+            self,
+            "https_out",
+            security_group_id=self.security_group.id,
+            cidr_ipv4="0.0.0.0/0",
+            ip_protocol="tcp",
+            from_port=443,
+            to_port=443,
+            description="HTTPS: image registry, model hub, SSM, Secrets Manager, CloudWatch",
+        )
+        # The ALB may only reach the instances on the service port.
+        VpcSecurityGroupEgressRule(
+            self,
+            "alb_to_instances",
+            security_group_id=alb_security_group_id,
+            referenced_security_group_id=self.security_group.id,
+            ip_protocol="tcp",
+            from_port=service_port,
+            to_port=service_port,
+            description="load balancer to the service port",
+        )
+
+        self.launch_template = LaunchTemplate(
+            self,
+            "lt",
+            name_prefix=f"{name}-",
+            description=f"{name} GPU instances",
+            image_id=f"resolve:ssm:{GPU_AMI_SSM_PARAMETER}",
+            instance_type=instance_types[0],
+            update_default_version=True,
+            ebs_optimized="true",
+            iam_instance_profile=LaunchTemplateIamInstanceProfile(arn=instance_profile_arn),
+            user_data=base64.b64encode(user_data.encode()).decode(),
+            metadata_options=LaunchTemplateMetadataOptions(
+                http_endpoint="enabled",
+                http_tokens="required",
+                http_put_response_hop_limit=1,  # the container uses host networking (boot template)
+                instance_metadata_tags="disabled",
+            ),
+            monitoring=LaunchTemplateMonitoring(enabled=True),
+            network_interfaces=[
+                LaunchTemplateNetworkInterfaces(
+                    associate_public_ip_address="false",
+                    delete_on_termination="true",
+                    security_groups=[self.security_group.id],
+                )
+            ],
+            block_device_mappings=[
+                LaunchTemplateBlockDeviceMappings(
+                    device_name="/dev/sda1",
+                    ebs=LaunchTemplateBlockDeviceMappingsEbs(
+                        volume_size=ROOT_VOLUME_GIB, volume_type="gp3", encrypted="true", delete_on_termination="true"
+                    ),
+                )
+            ],
+            tag_specifications=[
+                LaunchTemplateTagSpecifications(resource_type=kind, tags={**tags, "Name": f"{name}-gpu"})
+                for kind in ("instance", "volume")
+            ],
+        )
+
+        reservation = None
+        if capacity_reservations:
+            # Targeted reservations: the group launches into them first, then into open capacity.
+            reservation = AutoscalingGroupCapacityReservationSpecification(
+                capacity_reservation_preference="capacity-reservations-first",
+                capacity_reservation_target=AutoscalingGroupCapacityReservationSpecificationCapacityReservationTarget(
+                    capacity_reservation_ids=list(capacity_reservations)
+                ),
+            )
+        self.asg = AutoscalingGroup(
+            self,
+            "asg",
+            name=f"{name}-gpu",
+            min_size=min_size,
+            max_size=max_size,
+            vpc_zone_identifier=list(subnet_ids),
+            target_group_arns=[target_group_arn],
+            health_check_type="ELB",
+            health_check_grace_period=cold_start_s,
+            default_instance_warmup=cold_start_s,
+            capacity_rebalance=True,
+            wait_for_capacity_timeout="0",
+            termination_policies=["OldestLaunchTemplate", "OldestInstance"],
+            enabled_metrics=["GroupInServiceInstances", "GroupDesiredCapacity", "GroupTotalInstances"],
+            capacity_reservation_specification=reservation,
+            mixed_instances_policy=AutoscalingGroupMixedInstancesPolicy(
+                instances_distribution=AutoscalingGroupMixedInstancesPolicyInstancesDistribution(
+                    on_demand_allocation_strategy="prioritized",
+                    on_demand_base_capacity=on_demand_base,
+                    on_demand_percentage_above_base_capacity=0,
+                    spot_allocation_strategy="price-capacity-optimized",
+                ),
+                launch_template=AutoscalingGroupMixedInstancesPolicyLaunchTemplate(
+                    launch_template_specification=AutoscalingGroupMixedInstancesPolicyLaunchTemplateLaunchTemplateSpecification(
+                        launch_template_id=self.launch_template.id,
+                        # A new template version changes the group, which starts an instance refresh.
+                        version=Token.as_string(self.launch_template.latest_version),
+                    ),
+                    override=[
+                        AutoscalingGroupMixedInstancesPolicyLaunchTemplateOverride(instance_type=t)
+                        for t in instance_types
+                    ],
+                ),
+            ),
+            instance_refresh=AutoscalingGroupInstanceRefresh(
+                strategy="Rolling",
+                preferences=AutoscalingGroupInstanceRefreshPreferences(
+                    min_healthy_percentage=100,
+                    max_healthy_percentage=200,
+                    instance_warmup=str(cold_start_s),
+                    skip_matching=True,
+                    auto_rollback=True,
+                ),
+            ),
+            # The Aspect skips ASGs: their tags are blocks that also propagate to the instances.
+            tag=[
+                AutoscalingGroupTag(key=k, value=v, propagate_at_launch=True)
+                for k, v in {**tags, "Name": f"{name}-gpu"}.items()
+            ],
+            lifecycle=TerraformResourceLifecycle(ignore_changes=["desired_capacity"]),
+        )
+        self.lifecycle_hook = AutoscalingLifecycleHook(
+            self,
+            "drain_hook",
+            name=LIFECYCLE_HOOK,
+            autoscaling_group_name=self.asg.name,
+            lifecycle_transition="autoscaling:EC2_INSTANCE_TERMINATING",
+            heartbeat_timeout=drain_budget_s + LIFECYCLE_HEARTBEAT_MARGIN_S,
+            default_result="CONTINUE",
+        )
+        self.scaling_policy = AutoscalingPolicy(
+            self,
+            "target_tracking",
+            name=f"{name}-{autoscale_metric}".replace("_", "-")[:255],
+            autoscaling_group_name=self.asg.name,
+            policy_type="TargetTrackingScaling",
+            estimated_instance_warmup=cold_start_s,
+            target_tracking_configuration=_target_tracking(autoscale_metric, autoscale_target, f"{name}-gpu"),
+        )
+
+
+def _target_tracking(metric: str, target: float, asg_name: str) -> AutoscalingPolicyTargetTrackingConfiguration:
+    if metric == "cpu_utilization":
+        return AutoscalingPolicyTargetTrackingConfiguration(
+            predefined_metric_specification=AutoscalingPolicyTargetTrackingConfigurationPredefinedMetricSpecification(
+                predefined_metric_type="ASGAverageCPUUtilization"
+            ),
+            target_value=target,
+        )
+    name = {"requests_in_flight_per_instance": IN_FLIGHT_METRIC, "gpu_utilization": GPU_UTILIZATION_METRIC}[metric]
+    return AutoscalingPolicyTargetTrackingConfiguration(
+        customized_metric_specification=AutoscalingPolicyTargetTrackingConfigurationCustomizedMetricSpecification(
+            metric_name=name,
+            namespace=METRICS_NAMESPACE,
+            statistic="Average",
+            metric_dimension=[
+                AutoscalingPolicyTargetTrackingConfigurationCustomizedMetricSpecificationMetricDimension(
+                    name="AutoScalingGroupName", value=asg_name
+                )
+            ],
+        ),
+        target_value=target,
+    )

@@ -1,0 +1,53 @@
+"""Two regional HTTP health checks with different jobs.
+
+- `ready` (load balancer): `/health/ready`, fast (5 s interval, 2 failures): a draining or
+  warming instance leaves the backend set within ~10 s, well inside the 30 s spot notice.
+- `live` (MIG autohealing): `/health/live`, slow (30 s interval, 5 failures), used with an
+  initial delay of the fleet's cold start, so a VM still pulling weights, or one that is
+  draining (live stays 200), is never recreated; only a dead or hung engine is.
+"""
+
+from __future__ import annotations
+
+from cdktf_cdktf_provider_google.compute_region_health_check import (
+    ComputeRegionHealthCheck,
+    ComputeRegionHealthCheckHttpHealthCheck,
+    ComputeRegionHealthCheckLogConfig,
+)
+from constructs import Construct
+
+from infra.gcp_labels import gcp_name
+
+READY_PATH = "/health/ready"
+LIVE_PATH = "/health/live"
+
+
+class GcpHealthChecks(Construct):
+    def __init__(self, scope: Construct, id_: str, *, name: str, region: str, port: int) -> None:
+        super().__init__(scope, id_)
+        self.ready = ComputeRegionHealthCheck(
+            self,
+            "ready",
+            name=gcp_name(name, "ready"),
+            region=region,
+            description="Load balancer: serving traffic (engine warm, not draining)",
+            check_interval_sec=5,
+            timeout_sec=4,
+            healthy_threshold=2,
+            unhealthy_threshold=2,
+            http_health_check=ComputeRegionHealthCheckHttpHealthCheck(port=port, request_path=READY_PATH),
+            log_config=ComputeRegionHealthCheckLogConfig(enable=False),
+        )
+        self.live = ComputeRegionHealthCheck(
+            self,
+            "live",
+            name=gcp_name(name, "live"),
+            region=region,
+            description="MIG autohealing: gateway and engine alive (also while draining)",
+            check_interval_sec=30,
+            timeout_sec=10,
+            healthy_threshold=1,
+            unhealthy_threshold=5,
+            http_health_check=ComputeRegionHealthCheckHttpHealthCheck(port=port, request_path=LIVE_PATH),
+            log_config=ComputeRegionHealthCheckLogConfig(enable=True),
+        )

@@ -1,0 +1,107 @@
+"""`aws-<region>`: one AWS region of the fleet (DESIGN.md §5, AWS).
+
+VPC over two AZs -> ALB with a DNS-validated certificate for `<region>.<domain>` and the
+global name -> GPU Auto Scaling group booting the service container. The global stack reads
+this stack's outputs (remote state) to route to it.
+"""
+
+from __future__ import annotations
+
+from cdktf import TerraformOutput
+from cdktf_cdktf_provider_aws.data_aws_caller_identity import DataAwsCallerIdentity
+from cdktf_cdktf_provider_aws.data_aws_partition import DataAwsPartition
+from cdktf_cdktf_provider_aws.data_aws_route53_zone import DataAwsRoute53Zone
+from cdktf_cdktf_provider_aws.provider import AwsProvider
+from constructs import Construct
+
+from infra.aspects import fleet_tags
+from infra.boot import DRAIN_BUDGET_S, METRICS_NAMESPACE, render_boot_script
+from infra.catalog import Cloud
+from infra.config import Fleet, RegionSpec
+from infra.constructs.aws_gpu_group import AwsGpuGroup
+from infra.constructs.aws_instance_role import AwsInstanceRole
+from infra.constructs.aws_load_balancer import AwsLoadBalancer
+from infra.constructs.aws_network import AwsNetwork
+from infra.stacks.common import Backend, FleetStack
+
+# ALB idle timeout: a non-streaming generation of max_tokens must fit; streams send bytes often.
+ALB_IDLE_TIMEOUT_S = 300
+
+
+def endpoint_name(fleet: Fleet, region: RegionSpec) -> str:
+    """The per-region DNS name, e.g. us-west-2.api.example.com."""
+    return f"{region.region}.{fleet.global_.domain}"
+
+
+class AwsRegionStack(FleetStack):
+    def __init__(self, scope: Construct, id_: str, *, fleet: Fleet, region: RegionSpec, backend: Backend) -> None:
+        super().__init__(scope, id_, fleet=fleet, backend=backend)
+        if region.cloud != Cloud.AWS:
+            raise ValueError(f"region: {region.stack_name} is not an AWS region")
+
+        self.region = region
+        name = f"{fleet.project}-{region.region}"
+        AwsProvider(self, "aws", region=region.region)
+        account = DataAwsCallerIdentity(self, "account")
+        partition = DataAwsPartition(self, "partition").partition
+        zone = DataAwsRoute53Zone(self, "zone", name=fleet.global_.hosted_zone, private_zone=False)
+        drain_s = DRAIN_BUDGET_S[Cloud.AWS]
+
+        self.network = AwsNetwork(
+            self, "network", name=name, region=region.region, account_id=account.account_id, partition=partition
+        )
+        self.endpoint = endpoint_name(fleet, region)
+        self.lb = AwsLoadBalancer(
+            self,
+            "lb",
+            name=name,
+            vpc_id=self.network.vpc.id,
+            subnet_ids=[s.id for s in self.network.public_subnets],
+            zone_id=zone.zone_id,
+            domain_names=[self.endpoint, fleet.global_.domain],
+            service_port=fleet.service.port,
+            deregistration_delay_s=drain_s,
+            idle_timeout_s=ALB_IDLE_TIMEOUT_S,
+        )
+        asg_name = f"{name}-gpu"
+        self.instance_role = AwsInstanceRole(
+            self,
+            "instance",
+            name=name,
+            region=region.region,
+            account_id=account.account_id,
+            partition=partition,
+            api_keys_secret=fleet.service.api_keys_secret,
+            weights_mirror=fleet.model.weights_mirror,
+            metrics_namespace=METRICS_NAMESPACE,
+            asg_name=asg_name,
+        )
+        self.group = AwsGpuGroup(
+            self,
+            "gpu",
+            name=name,
+            vpc_id=self.network.vpc.id,
+            subnet_ids=[s.id for s in self.network.private_subnets],
+            alb_security_group_id=self.lb.security_group.id,
+            target_group_arn=self.lb.target_group.arn,
+            instance_profile_arn=self.instance_role.profile.arn,
+            instance_types=[t.name for t in region.offering.instance_types],
+            min_size=region.min_replicas,
+            max_size=region.max_replicas,
+            on_demand_base=region.on_demand_base,
+            capacity_reservations=region.capacity_reservations,
+            user_data=render_boot_script(fleet, region),
+            service_port=fleet.service.port,
+            cold_start_s=fleet.service.cold_start_s,
+            drain_budget_s=drain_s,
+            autoscale_metric=fleet.autoscale.metric,
+            autoscale_target=fleet.autoscale.target,
+            tags=fleet_tags(fleet.project, id_, fleet.tags),
+        )
+
+        TerraformOutput(self, "endpoint_name", value=self.endpoint)
+        TerraformOutput(self, "alb_dns_name", value=self.lb.alb.dns_name)
+        TerraformOutput(self, "alb_zone_id", value=self.lb.alb.zone_id)
+        TerraformOutput(self, "alb_arn", value=self.lb.alb.arn)
+        TerraformOutput(self, "asg_name", value=self.group.asg.name)
+        TerraformOutput(self, "target_group_arn", value=self.lb.target_group.arn)

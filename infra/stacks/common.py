@@ -1,0 +1,77 @@
+"""What every stack shares: the state backend, the tags Aspect, remote-state lookups.
+
+Backends: "fleet" writes state to the S3 bucket named in `fleet.state` (key
+`<project>/<stack>.tfstate`, S3-native lockfile locking); "local" keeps a state file next to
+the synthesized JSON (`terraform.<stack>.tfstate`) so tests can run on a copy of the tree.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from cdktf import (
+    Aspects,
+    DataTerraformRemoteStateLocal,
+    DataTerraformRemoteStateS3,
+    LocalBackend,
+    S3Backend,
+    TerraformRemoteState,
+    TerraformStack,
+)
+from constructs import Construct
+
+from infra.aspects import AwsTags, fleet_tags
+from infra.config import Fleet
+
+Backend = Literal["fleet", "local"]
+
+
+def state_key(fleet: Fleet, stack: str) -> str:
+    return f"{fleet.project}/{stack}.tfstate"
+
+
+def local_state_file(stack: str) -> str:
+    return f"terraform.{stack}.tfstate"
+
+
+def use_s3(fleet: Fleet, backend: Backend) -> bool:
+    return backend == "fleet" and fleet.state.backend == "s3"
+
+
+class FleetStack(TerraformStack):
+    """A TerraformStack with the fleet's backend and AWS tags applied."""
+
+    def __init__(
+        self, scope: Construct, id_: str, *, fleet: Fleet, backend: Backend, force_local: bool = False
+    ) -> None:
+        super().__init__(scope, id_)
+        self.fleet = fleet
+        self.stack_name = id_
+        self.backend_kind = backend
+        if use_s3(fleet, backend) and not force_local:
+            s3 = S3Backend(
+                self,
+                bucket=fleet.state.bucket,
+                key=state_key(fleet, id_),
+                region=fleet.state.region,
+                encrypt=True,
+            )
+            # S3-native locking (terraform >= 1.10); the 0.21 binding predates the property.
+            s3.add_override("use_lockfile", True)
+        else:
+            LocalBackend(self, path=local_state_file(id_))
+        Aspects.of(self).add(AwsTags(fleet_tags(fleet.project, id_, fleet.tags)))
+
+    def remote_state(self, stack: str) -> TerraformRemoteState:
+        """Read another stack's outputs the same way that stack stores its state."""
+        rid = f"remote_{stack.replace('-', '_')}"
+        if use_s3(self.fleet, self.backend_kind):
+            return DataTerraformRemoteStateS3(
+                self,
+                rid,
+                bucket=self.fleet.state.bucket,
+                key=state_key(self.fleet, stack),
+                region=self.fleet.state.region,
+            )
+        # Relative to this stack's directory, so a copied cdktf.out tree keeps working.
+        return DataTerraformRemoteStateLocal(self, rid, path=f"../{stack}/{local_state_file(stack)}")

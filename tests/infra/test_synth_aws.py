@@ -1,0 +1,224 @@
+"""Synth-and-assert: every property the AWS regional stack promises (issue 3, DESIGN.md §5)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import pytest
+
+from infra.boot import DRAIN_BUDGET_S, LIFECYCLE_HOOK
+from infra.catalog import Cloud
+from infra.config import Fleet
+from tests.infra.conftest import Synth
+from tests.infra.helpers import data, one, resources
+
+REGION = "aws-us-west-2"
+
+
+@pytest.fixture(scope="module")
+def doc(local_synth: Synth) -> dict[str, Any]:
+    return local_synth.stacks[REGION]
+
+
+@pytest.fixture(scope="module")
+def region_fleet(local_synth: Synth) -> Fleet:
+    return local_synth.fleet
+
+
+def test_only_aws_provider_pinned_region(doc: dict[str, Any]) -> None:
+    assert list(doc["provider"]) == ["aws"]
+    assert doc["provider"]["aws"][0]["region"] == "us-west-2"
+    assert doc["terraform"]["required_providers"]["aws"]["version"] == "5.100.0"
+
+
+def test_vpc_spans_two_azs_with_public_private_and_nat(doc: dict[str, Any]) -> None:
+    one(doc, "aws_vpc")
+    subnets = resources(doc, "aws_subnet")
+    public = [s for s in subnets.values() if s["tags"]["Tier"] == "public"]
+    private = [s for s in subnets.values() if s["tags"]["Tier"] == "private"]
+    assert len(public) == len(private) == 2
+    azs = {s["availability_zone"] for s in public}
+    assert len(azs) == 2, azs
+    assert all(s["map_public_ip_on_launch"] is False for s in public)
+    assert len(resources(doc, "aws_nat_gateway")) == 2
+    routes = resources(doc, "aws_route").values()
+    assert sum("nat_gateway_id" in r for r in routes) == 2
+    assert sum("gateway_id" in r for r in routes) == 1
+    assert one(doc, "aws_flow_log")["traffic_type"] == "ALL"
+    one(doc, "aws_default_security_group")
+    (azs_data,) = data(doc, "aws_availability_zones").values()
+    assert azs_data["filter"][0]["name"] == "zone-name"
+
+
+def test_no_ssh_anywhere(doc: dict[str, Any]) -> None:
+    for rule in resources(doc, "aws_vpc_security_group_ingress_rule").values():
+        assert rule["from_port"] != 22
+        assert rule["to_port"] != 22
+    lt = one(doc, "aws_launch_template")
+    assert "key_name" not in lt
+
+
+def test_alb_tls_redirect_headers_idle_timeout(doc: dict[str, Any]) -> None:
+    alb = one(doc, "aws_lb")
+    assert alb["load_balancer_type"] == "application"
+    assert alb["internal"] is False
+    assert alb["drop_invalid_header_fields"] is True
+    assert alb["idle_timeout"] >= 300
+    listeners = resources(doc, "aws_lb_listener").values()
+    https = next(li for li in listeners if li["port"] == 443)
+    http = next(li for li in listeners if li["port"] == 80)
+    assert https["protocol"] == "HTTPS"
+    assert https["ssl_policy"] == "ELBSecurityPolicy-TLS13-1-2-2021-06"
+    assert "aws_acm_certificate_validation" in https["certificate_arn"]
+    assert https["default_action"][0]["type"] == "fixed-response"
+    assert https["default_action"][0]["fixed_response"]["status_code"] == "404"
+    assert json.loads(https["default_action"][0]["fixed_response"]["message_body"])["error"]["code"] == "not_found"
+    redirect = http["default_action"][0]
+    assert redirect["type"] == "redirect"
+    assert redirect["redirect"] == {"port": "443", "protocol": "HTTPS", "status_code": "HTTP_301"}
+
+
+def test_only_api_and_health_paths_are_forwarded(doc: dict[str, Any]) -> None:
+    rule = one(doc, "aws_lb_listener_rule")
+    assert rule["action"][0]["type"] == "forward"
+    paths = rule["condition"][0]["path_pattern"]["values"]
+    assert sorted(paths) == sorted(["/v1/chat/completions", "/v1/completions", "/v1/models", "/health/ready"])
+    assert not any("*" in p for p in paths)
+
+
+def test_certificate_is_dns_validated_for_region_and_global_name(doc: dict[str, Any], region_fleet: Fleet) -> None:
+    cert = one(doc, "aws_acm_certificate")
+    assert cert["validation_method"] == "DNS"
+    assert cert["domain_name"] == f"us-west-2.{region_fleet.global_.domain}"
+    assert cert["subject_alternative_names"] == [region_fleet.global_.domain]
+    records = list(resources(doc, "aws_route53_record").values())
+    # one record per certificate name, keyed at synth time (no for_each over unknown keys)
+    names = [cert["domain_name"], *cert["subject_alternative_names"]]
+    assert len(records) == len(names) == 2
+    for record, name in zip(records, names, strict=True):
+        assert f'o.domain_name == "{name}"' in record["name"]
+        assert "data.aws_route53_zone" in record["zone_id"]
+    zone = one({"resource": doc["data"]}, "aws_route53_zone")
+    assert zone["name"] == region_fleet.global_.hosted_zone
+    one(doc, "aws_acm_certificate_validation")
+
+
+def test_target_group_health_check_and_deregistration(doc: dict[str, Any], region_fleet: Fleet) -> None:
+    tg = one(doc, "aws_lb_target_group")
+    assert tg["port"] == region_fleet.service.port
+    hc = tg["health_check"]
+    assert hc["path"] == "/health/ready"
+    assert (hc["interval"], hc["timeout"], hc["healthy_threshold"], hc["unhealthy_threshold"]) == (10, 5, 2, 3)
+    assert int(tg["deregistration_delay"]) == DRAIN_BUDGET_S[Cloud.AWS]
+
+
+def test_launch_template_hardening(doc: dict[str, Any], region_fleet: Fleet) -> None:
+    lt = one(doc, "aws_launch_template")
+    assert lt["image_id"].startswith("resolve:ssm:/aws/service/")
+    assert lt["metadata_options"]["http_tokens"] == "required"
+    ebs = lt["block_device_mappings"][0]["ebs"]
+    assert ebs["encrypted"] == "true"
+    assert ebs["volume_size"] >= 150
+    assert lt["network_interfaces"][0]["associate_public_ip_address"] == "false"
+    assert "aws_iam_instance_profile" in lt["iam_instance_profile"]["arn"]
+    user_data = base64.b64decode(lt["user_data"]).decode()
+    assert user_data.startswith("#!/bin/bash")
+    assert f"readonly IMAGE={region_fleet.service.image}" in user_data
+
+
+def test_instance_role_is_least_privilege(doc: dict[str, Any], region_fleet: Fleet) -> None:
+    (attach,) = resources(doc, "aws_iam_role_policy_attachment").values()
+    assert attach["policy_arn"].endswith(":iam::aws:policy/AmazonSSMManagedInstanceCore")
+    policies = [json.loads(p["policy"]) for p in resources(doc, "aws_iam_role_policy").values()]
+    instance = next(p for p in policies if any(s.get("Sid") == "ReadApiKeys" for s in p["Statement"]))
+    actions = {s["Sid"]: s["Action"] for s in instance["Statement"]}
+    assert actions["ReadApiKeys"] == "secretsmanager:GetSecretValue"
+    for stmt in instance["Statement"]:
+        assert "*" not in str(stmt["Action"]), stmt
+        if stmt["Resource"] == "*":
+            assert stmt["Action"] in ("cloudwatch:PutMetricData", "autoscaling:DescribeAutoScalingInstances")
+    secret_arn = next(s["Resource"] for s in instance["Statement"] if s["Sid"] == "ReadApiKeys")
+    assert secret_arn.endswith(f":secret:{region_fleet.service.api_keys_secret}-*")
+
+
+def test_asg_mixed_instances(doc: dict[str, Any], region_fleet: Fleet) -> None:
+    region = region_fleet.region(REGION)
+    asg = one(doc, "aws_autoscaling_group")
+    assert (asg["min_size"], asg["max_size"]) == (region.min_replicas, region.max_replicas)
+    mip = asg["mixed_instances_policy"]
+    dist = mip["instances_distribution"]
+    assert dist["on_demand_base_capacity"] == region.on_demand_base
+    assert dist["on_demand_percentage_above_base_capacity"] == 0
+    assert dist["spot_allocation_strategy"] == "price-capacity-optimized"
+    types = [o["instance_type"] for o in mip["launch_template"]["override"]]
+    assert len(types) >= 2
+    assert types == [t.name for t in region.offering.instance_types]
+    assert asg["capacity_rebalance"] is True
+    assert asg["health_check_type"] == "ELB"
+    assert asg["health_check_grace_period"] >= region_fleet.service.cold_start_s
+    assert "capacity_reservation_specification" not in asg
+    assert len(asg["vpc_zone_identifier"]) == 2
+    assert all("private" in s for s in asg["vpc_zone_identifier"])
+
+
+def test_asg_refresh_hook_and_scaling(doc: dict[str, Any], region_fleet: Fleet) -> None:
+    asg = one(doc, "aws_autoscaling_group")
+    refresh = asg["instance_refresh"]
+    assert refresh["strategy"] == "Rolling"
+    assert refresh["preferences"]["min_healthy_percentage"] == 100
+    hook = one(doc, "aws_autoscaling_lifecycle_hook")
+    assert hook["name"] == LIFECYCLE_HOOK
+    assert hook["lifecycle_transition"] == "autoscaling:EC2_INSTANCE_TERMINATING"
+    assert hook["heartbeat_timeout"] > DRAIN_BUDGET_S[Cloud.AWS]
+    policy = one(doc, "aws_autoscaling_policy")
+    assert policy["policy_type"] == "TargetTrackingScaling"
+    ttc = policy["target_tracking_configuration"]
+    assert ttc["target_value"] == region_fleet.autoscale.target
+    metric = ttc["customized_metric_specification"]
+    assert metric["metric_name"] == "RequestsInFlight"
+    assert metric["metric_dimension"][0]["name"] == "AutoScalingGroupName"
+
+
+def test_tags_on_every_taggable_resource(doc: dict[str, Any], region_fleet: Fleet) -> None:
+    tagged = 0
+    for rtype, blocks in doc["resource"].items():
+        for name, block in blocks.items():
+            if rtype == "aws_autoscaling_group":
+                tags = {t["key"]: t["value"] for t in block["tag"]}
+                assert all(t["propagate_at_launch"] for t in block["tag"])
+            elif "tags" in block:
+                tags = block["tags"]
+            else:
+                continue
+            tagged += 1
+            assert tags["Project"] == region_fleet.project, name
+            assert tags["Stack"] == REGION, name
+            assert tags["ManagedBy"] == "cdktf", name
+    assert tagged >= 15
+    for must in ("aws_vpc", "aws_lb", "aws_launch_template", "aws_lb_target_group", "aws_iam_role"):
+        assert all("tags" in b for b in resources(doc, must).values()), must
+
+
+def test_outputs(doc: dict[str, Any], region_fleet: Fleet) -> None:
+    out = doc["output"]
+    assert {"endpoint_name", "alb_dns_name", "alb_zone_id", "asg_name"} <= set(out)
+    assert out["endpoint_name"]["value"] == f"us-west-2.{region_fleet.global_.domain}"
+
+
+def test_capacity_reservations_and_metric_variant(variant_synths: dict[str, Synth]) -> None:
+    doc = variant_synths["shared"].stacks["aws-us-west-2"]
+    asg = one(doc, "aws_autoscaling_group")
+    spec = asg["capacity_reservation_specification"]
+    assert spec["capacity_reservation_preference"] == "capacity-reservations-first"
+    assert spec["capacity_reservation_target"]["capacity_reservation_ids"] == [
+        "cr-0123456789abcdef0",
+        "cr-0fedcba9876543210",
+    ]
+    assert asg["mixed_instances_policy"]["instances_distribution"]["on_demand_base_capacity"] == 2
+    metric = one(doc, "aws_autoscaling_policy")["target_tracking_configuration"]["customized_metric_specification"]
+    assert metric["metric_name"] == "GPUUtilization"
+    policies = [json.loads(p["policy"]) for p in resources(doc, "aws_iam_role_policy").values()]
+    sids = {s["Sid"]: s for p in policies for s in p["Statement"] if "Sid" in s}
+    assert sids["ReadWeights"]["Resource"].endswith(":s3:::llm-weights/qwen2.5-7b/*")
