@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from infra.config import Fleet, load_fleet, parse_fleet_text
+from infra.localcloud import gcp_stand_in
 from tests.infra import tfharness as tfh
 
 REPO = Path(__file__).resolve().parents[2]
@@ -166,29 +167,6 @@ def checkov_report(
 
 # ---------------------------------------------------------------------------------------
 # moto
-
-GCP_STAND_IN_IP = "203.0.113.10"
-
-
-def gcp_stand_in(path: Path, stack: str, region: str, domain: str) -> None:
-    """A provider-less stack that publishes the outputs the GCP regional stack publishes.
-
-    There is no offline Google provider; the global stack only reads these outputs.
-    """
-    path.mkdir(parents=True)
-    (path / "main.tf.json").write_text(
-        json.dumps(
-            {
-                "terraform": {"backend": {"local": {"path": f"terraform.{stack}.tfstate"}}},
-                "output": {
-                    "lb_ip_address": {"value": GCP_STAND_IN_IP},
-                    "dns_authorization_record_name": {"value": f"_acme-challenge_abc.{region}.{domain}."},
-                    "dns_authorization_record_type": {"value": "CNAME"},
-                    "dns_authorization_record_data": {"value": "0123-abcd.4.authorize.certificatemanager.goog."},
-                },
-            }
-        )
-    )
 
 
 @dataclass
