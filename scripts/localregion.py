@@ -12,8 +12,11 @@ and retries only failures where the request was provably not processed:
 
 A 502 (the engine died under an in-flight request) or a broken stream is never retried:
 the client sees it, with a retryable status, and decides. ``option redispatch`` sends each
-retry to another server. Used by ``scripts.demo`` and ``tests/resilience``; processes bind
-127.0.0.1 only and every wait is bounded.
+retry to another server. When no instance passes its check, HAProxy fails open to all of
+them (unchecked backup servers), as an ALB does when every target is unhealthy.
+
+Used by ``scripts.demo`` and ``tests/resilience``; processes bind 127.0.0.1 only and every
+wait is bounded.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ REPO = Path(__file__).resolve().parent.parent
 TINY_MODEL = REPO / ".cache" / "tiny-model"
 SERVED = "tiny"
 BACKEND = "llm"
+FAIL_OPEN_SUFFIX = "-failopen"
 
 
 class LocalRegionError(RuntimeError):
@@ -311,6 +315,11 @@ def haproxy_config(
     inter_ms = round(check.interval_s * 1000)
     timeout_ms = round(check.timeout_s * 1000)
     server_lines = "\n".join(f"    server {name} 127.0.0.1:{server_port} check" for name, server_port in servers)
+    # Fail open like an ALB whose targets are all unhealthy: it then routes to all of them.
+    # The same instances, unchecked, as backups that take traffic only when no server is UP.
+    server_lines += "\n" + "\n".join(
+        f"    server {name}{FAIL_OPEN_SUFFIX} 127.0.0.1:{server_port} backup" for name, server_port in servers
+    )
     return f"""\
 global
     log stderr format short local0 notice
@@ -348,6 +357,7 @@ rise {check.healthy_threshold}
     retries 3
     retry-on conn-failure empty-response 503
     option redispatch 1
+    option allbackups
 {server_lines}
 
 frontend stats
@@ -405,7 +415,7 @@ class HAProxy:
 
     def stats(self) -> dict[str, ServerStats]:
         """Per-server state and counters from HAProxy's CSV stats (the backend row is BACKEND)."""
-        response = httpx.get(f"http://127.0.0.1:{self.stats_port}/stats;csv", timeout=5.0, trust_env=False)
+        response = httpx.get(f"http://127.0.0.1:{self.stats_port}/stats;csv", timeout=10.0, trust_env=False)
         response.raise_for_status()
         rows = csv.DictReader(io.StringIO(response.text.lstrip("# ")))
         result: dict[str, ServerStats] = {}
@@ -422,9 +432,13 @@ class HAProxy:
             )
         return result
 
-    def in_rotation(self, name: str) -> bool:
-        """UP, or "UP 1/3" (failing checks but not yet taken out); not DOWN, "DOWN 1/2" or MAINT."""
-        return self.stats()[name].status.startswith("UP")
+    def in_rotation(self, name: str) -> bool | None:
+        """UP, or "UP 1/3" (failing checks but not yet taken out); not DOWN, "DOWN 1/2" or MAINT.
+        None when the stats page did not answer (a starved machine), so pollers just poll again."""
+        try:
+            return self.stats()[name].status.startswith("UP")
+        except httpx.HTTPError:
+            return None
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -491,7 +505,7 @@ class LocalRegion:
         """Until HAProxy sees every instance UP (rise x interval after it went ready)."""
         names = [instance.name for instance in self.instances]
         wait_until(
-            lambda: all(stat.status == "UP" for name, stat in self.lb.stats().items() if name in names),
+            lambda: all(self.lb.in_rotation(name) for name in names),
             timeout_s,
             "every instance UP in haproxy",
             0.2,

@@ -33,7 +33,7 @@ def _drain_under_load(region: ResilienceRegion, name: str, inject: str, record_c
             region.metadata[name].trigger(inject)
         # The drain shows at once on readiness, then in HAProxy, then the process exits 0.
         wait_until(lambda: http_status(instance.url + "/health/ready") != 200, 15, f"{name} readiness 503")
-        wait_until(lambda: not region.region.lb.in_rotation(name), 30, f"haproxy takes {name} out")
+        wait_until(lambda: region.region.lb.in_rotation(name) is False, 30, f"haproxy takes {name} out")
         code = instance.wait_exit(90)
         assert code == 0, region.logs(instance)
         served_after = len(load.report().outcomes)
@@ -61,10 +61,10 @@ def test_engine_kill_fails_only_requests_in_flight(region: ResilienceRegion, rec
         # The gateway sees its engine's exit at once; requests started after it said so must not fail.
         wait_until(lambda: http_status(instance.url + "/health/ready") != 200, 15, "i2 readiness 503", 0.01)
         not_ready_at = time.monotonic()
-        down_s = wait_until(lambda: not region.region.lb.in_rotation("i2"), 30, "haproxy takes i2 out", 0.05)
+        down_s = wait_until(lambda: region.region.lb.in_rotation("i2") is False, 30, "haproxy takes i2 out", 0.05)
         left_rotation_s = not_ready_at - killed_at + down_s
         # The supervisor restarts the engine; HAProxy takes the instance back after `rise` checks.
-        back_s = wait_until(lambda: region.region.lb.in_rotation("i2"), 420, "i2 back in haproxy", 0.2)
+        back_s = wait_until(lambda: region.region.lb.in_rotation("i2") is True, 420, "i2 back in haproxy", 0.2)
         back_at = time.monotonic()
         time.sleep(AFTER_S)
         report = load.stop()
