@@ -148,8 +148,8 @@ def markdown(figures: list[dict[str, Any]], runs: list[ModuleRun], machine: dict
 
 def table(figures: list[dict[str, Any]], runs: list[ModuleRun]) -> str:
     keys = ("area", "name", "value", "unit", "baseline", "ratio", "goal", "met")
-    rows = [("area", "figure", *keys[2:])]
-    rows += [tuple(_cell(f[key]).replace("**", "") for key in keys) for f in figures]
+    rows: list[list[str]] = [["area", "figure", *keys[2:]]]
+    rows += [[_cell(f[key]).replace("**", "") for key in keys] for f in figures]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     text = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) for row in rows]
     text.append("")
@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         "platform": f"{platform.system()} {platform.machine()}, Python {platform.python_version()}",
     }
     png = plot(figures, RESULTS_DIR / "latency.png")
-    report = {"machine": machine, "modules": [asdict(run) for run in runs], "figures": figures}
+    report: dict[str, Any] = {"machine": machine, "modules": [asdict(run) for run in runs], "figures": figures}
     report["plot"] = str(png.relative_to(REPO)) if png else None
     (RESULTS_DIR / "results.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", "utf-8")
     (RESULTS_DIR / "results.md").write_text(markdown(figures, runs, machine), encoding="utf-8")
