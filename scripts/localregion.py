@@ -125,7 +125,7 @@ class InstanceOptions:
     gcp_drain_serve_s: float = LOCAL_HEALTH_CHECK.detect_down_s + 2.0
     gcp_drain_finish_s: float = 15.0
     restart_backoff_s: float = 0.5
-    engine_start_timeout_s: float = 420.0
+    engine_start_timeout_s: float = 900.0  # two engines loading at once on a shared 2-core machine
     extra_args: tuple[str, ...] = ()
 
 
