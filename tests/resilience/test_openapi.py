@@ -78,7 +78,8 @@ def test_schemathesis_finds_no_server_error(resilience_region: ResilienceRegion,
         str(cassette),
         "--no-color",
     ]
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=MAX_TIME_S + 240, check=False, cwd=REPO)
+    # In tmp_path: schemathesis keeps a crash cache in .schemathesis/ under its working directory.
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=MAX_TIME_S + 240, check=False, cwd=tmp_path)
     output = result.stdout[-4000:] + result.stderr[-2000:]
     entries = json.loads(cassette.read_text(encoding="utf-8"))["log"]["entries"] if cassette.exists() else []
     statuses: dict[int, int] = {}
