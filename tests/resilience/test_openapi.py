@@ -20,7 +20,7 @@ import yaml
 from scripts.localregion import REPO, SERVED
 from tests.resilience.conftest import ResilienceRegion
 
-pytestmark = [pytest.mark.engine, pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.engine, pytest.mark.haproxy, pytest.mark.slow, pytest.mark.timeout(600)]
 
 SPEC = REPO / "docs" / "openapi.yaml"
 MAX_TIME_S = 90
