@@ -14,7 +14,8 @@ import pytest
 from scripts.localregion import LOCAL_HEALTH_CHECK, http_status, wait_until
 from tests.resilience.conftest import RecordCounts, ResilienceRegion
 
-pytestmark = [pytest.mark.engine, pytest.mark.haproxy, pytest.mark.slow, pytest.mark.timeout(900)]
+# The bound includes the session fixture (two engines loading at once) when this test runs first.
+pytestmark = [pytest.mark.engine, pytest.mark.haproxy, pytest.mark.slow, pytest.mark.timeout(1500)]
 
 WARM_SUCCESSES = 6  # the load flows through both instances before the fault
 AFTER_S = 3.0  # keep the load on after the fault is over

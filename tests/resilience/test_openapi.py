@@ -20,7 +20,8 @@ import yaml
 from scripts.localregion import REPO, SERVED
 from tests.resilience.conftest import ResilienceRegion
 
-pytestmark = [pytest.mark.engine, pytest.mark.haproxy, pytest.mark.slow, pytest.mark.timeout(600)]
+# The bound includes the session fixture (two engines loading at once) when this test runs first.
+pytestmark = [pytest.mark.engine, pytest.mark.haproxy, pytest.mark.slow, pytest.mark.timeout(1500)]
 
 SPEC = REPO / "docs" / "openapi.yaml"
 MAX_TIME_S = 90
