@@ -19,7 +19,7 @@ Backend = Literal["fleet", "local"]
 
 
 def synth(fleet: Fleet, stacks: list[str], *, outdir: Path | None = None, backend: Backend = "fleet") -> Path:
-    from cdktf import App  # noqa: PLC0415 - `python -m infra check` must not pay for cdktf
+    from cdktf import App
 
     app = App(outdir=str(outdir)) if outdir is not None else App()
     for name in stacks:
@@ -31,16 +31,16 @@ def synth(fleet: Fleet, stacks: list[str], *, outdir: Path | None = None, backen
 def add_stack(app: Construct, fleet: Fleet, name: str, *, backend: Backend) -> Construct:
     """Instantiate one stack by name (bootstrap, aws-<region>, gcp-<region>, global)."""
     if name == "bootstrap":
-        from infra.stacks.bootstrap import BootstrapStack  # noqa: PLC0415 - only the bindings this stack uses
+        from infra.stacks.bootstrap import BootstrapStack
 
         return BootstrapStack(app, name, fleet=fleet, backend=backend)
     if name == "global":
-        from infra.stacks.global_routing import GlobalStack  # noqa: PLC0415 - only the bindings this stack uses
+        from infra.stacks.global_routing import GlobalStack
 
         return GlobalStack(app, name, fleet=fleet, backend=backend)
     region = fleet.region(name)
     if region.cloud.value == "aws":
-        from infra.stacks.aws_region import AwsRegionStack  # noqa: PLC0415 - only the bindings this stack uses
+        from infra.stacks.aws_region import AwsRegionStack
 
         return AwsRegionStack(app, name, fleet=fleet, region=region, backend=backend)
     gcp_region = import_module("infra.stacks.gcp_region")  # the Google bindings, only for GCP stacks

@@ -40,6 +40,7 @@ from service.upstream import UpstreamPool
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench-results" / "gateway.json"
+LATENCIES = REPO / "bench-results" / "gateway_latencies.json"
 SERVED = "bench"
 KEY = "sk-bench"
 
@@ -286,6 +287,9 @@ def measure(args: argparse.Namespace) -> list[Figure]:
                 )
         finally:
             _stop(process, group=False)
+    # Raw samples for the latency plot of `make bench` (scripts/bench.py).
+    LATENCIES.parent.mkdir(exist_ok=True)
+    LATENCIES.write_text(json.dumps({"direct_s": lat_d, "gateway_s": lat_g}) + "\n")
     return figures(args, rounds, lat_d=lat_d, lat_g=lat_g, vllm_ready=vllm_ready, gateway_ready=gateway_ready)
 
 

@@ -101,7 +101,7 @@ def create_app(
                 )
             )
         if settings.metrics_port is not None:
-            from prometheus_client import start_http_server  # noqa: PLC0415
+            from prometheus_client import start_http_server
 
             metrics_server, _thread = start_http_server(
                 settings.metrics_port, addr=settings.host, registry=metrics.registry

@@ -66,8 +66,8 @@ def parse_settings(argv: Sequence[str]) -> ServiceSettings:
 
 def main(argv: Sequence[str] | None = None) -> int:
     settings = parse_settings(sys.argv[1:] if argv is None else argv)
-    from service.logs import configure_logging  # noqa: PLC0415 - keep --help and errors fast
-    from service.server import serve  # noqa: PLC0415
+    from service.logs import configure_logging
+    from service.server import serve
 
     configure_logging(settings.log_level)
     try:

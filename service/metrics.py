@@ -63,7 +63,7 @@ class NvmlCollector(Collector):
     @classmethod
     def create(cls) -> NvmlCollector | None:
         try:
-            import pynvml  # noqa: PLC0415 - optional: only on GPU images
+            import pynvml
         except ImportError:
             return None
         try:

@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 
 from infra.boot import LIFECYCLE_HOOK
+from infra.localcloud import GCP_STAND_IN_IP
 from tests.infra import tfharness as tfh
-from tests.infra.conftest import GCP_STAND_IN_IP, MotoDeployment
+from tests.infra.conftest import MotoDeployment
 
 pytestmark = [pytest.mark.moto, pytest.mark.terraform, pytest.mark.slow]
 

@@ -25,12 +25,12 @@ import pytest
 
 from infra.catalog import Cloud
 from infra.config import Fleet, load_fleet, parse_fleet
+from infra.localcloud import gcp_stand_in
 from tests.infra import tfharness as tfh
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = REPO / ".venv" / "bin"
 DESTROYS = "destroys_moto_deployment"
-GCP_STAND_IN_IP = "203.0.113.10"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -93,27 +93,6 @@ def tf(tmp_path_factory: pytest.TempPathFactory) -> tfh.TerraformRunner:
         return tfh.make_runner(tmp_path_factory.mktemp("terraform"))
     except tfh.HarnessError as exc:
         pytest.fail(str(exc), pytrace=False)
-
-
-def gcp_stand_in(path: Path, stack: str, region: str, domain: str) -> None:
-    """A provider-less stack that publishes the outputs the GCP regional stack publishes.
-
-    There is no offline Google provider; the global stack only reads these outputs.
-    """
-    path.mkdir(parents=True)
-    (path / "main.tf.json").write_text(
-        json.dumps(
-            {
-                "terraform": {"backend": {"local": {"path": f"terraform.{stack}.tfstate"}}},
-                "output": {
-                    "lb_ip_address": {"value": GCP_STAND_IN_IP},
-                    "dns_authorization_record_name": {"value": f"_acme-challenge_abc.{region}.{domain}."},
-                    "dns_authorization_record_type": {"value": "CNAME"},
-                    "dns_authorization_record_data": {"value": "0123-abcd.4.authorize.certificatemanager.goog."},
-                },
-            }
-        )
-    )
 
 
 @dataclass

@@ -1,0 +1,255 @@
+"""`make demo`: the whole system on one machine, no cloud account.
+
+    python -m scripts.demo [--stay-up] [--skip-deploy] [--timeout 1800]
+
+1. check regions.yaml                     (python -m infra check)
+2. synthesize every stack                 (python -m infra synth, local state backend)
+3. deploy the AWS and global stacks       (terraform apply against a local moto_server)
+4. start a local region                   (two gateways, each supervising vLLM on CPU, behind HAProxy)
+5. chat through the load balancer         (the official openai SDK: one answer, one stream)
+6. show the endpoint, health and metrics  (each gateway's /health/ready and /metrics)
+
+Everything it starts (servers, moto, temporary directories) is cleaned up on exit, on
+Ctrl-C and on SIGTERM; `--stay-up` keeps the region running until Ctrl-C. Exit status 0 on
+success, 1 with one `demo: error: ...` line otherwise, 130 on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+
+import httpx
+import openai
+
+from infra.localcloud import HarnessError
+from scripts.localregion import REPO, SERVED, LocalRegion, LocalRegionError
+
+STEPS = 6
+
+
+class DemoError(RuntimeError):
+    """One line for the operator."""
+
+
+class DeadlineError(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def step(number: int, title: str) -> Iterator[None]:
+    print(f"\n[{number}/{STEPS}] {title}", flush=True)
+    started = time.monotonic()
+    yield
+    print(f"      done in {time.monotonic() - started:.1f} s", flush=True)
+
+
+def indent(text: str, prefix: str = "      ") -> str:
+    return "\n".join(prefix + line for line in text.rstrip().splitlines())
+
+
+def run_cli(argv: list[str], what: str, timeout_s: float) -> str:
+    """Run a repository CLI (`python -m ...`); its stdout, or DemoError with its last line."""
+    try:
+        proc = subprocess.run(
+            [sys.executable, *argv], cwd=REPO, capture_output=True, text=True, timeout=timeout_s, check=False
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise DemoError(f"{what}: no result within {timeout_s:g} s") from exc
+    if proc.returncode != 0:
+        lines = (proc.stderr.strip() or proc.stdout.strip() or f"exit status {proc.returncode}").splitlines()
+        raise DemoError(f"{what}: {lines[-1]}")
+    return proc.stdout
+
+
+# --- the steps ------------------------------------------------------------------------------
+
+
+def check_fleet() -> None:
+    print(indent(run_cli(["-m", "infra", "check"], "python -m infra check", 120)))
+
+
+def synthesize(out: Path) -> list[str]:
+    stacks = run_cli(["-m", "infra", "stacks"], "python -m infra stacks", 120).split()
+    output = run_cli(["-m", "infra", "synth", "--backend", "local", "--out", str(out)], "python -m infra synth", 900)
+    print(indent(output))
+    return stacks
+
+
+def deploy(synth_root: Path, workdir: Path, stack: contextlib.ExitStack) -> None:
+    """Apply bootstrap, every AWS region and global to moto; destroyed when `stack` closes."""
+    from infra.config import load_fleet
+    from infra.localcloud import deploy_fleet
+
+    try:
+        deployment = stack.enter_context(deploy_fleet(load_fleet(), synth_root, workdir))
+    except HarnessError as exc:
+        raise DemoError(f"offline deploy: {str(exc).splitlines()[0]}") from exc
+    print(f"      moto_server at {deployment.endpoint}; applied {', '.join(deployment.dirs)}")
+    for name, outputs in deployment.outputs.items():
+        shown = {key: value for key, value in outputs.items() if isinstance(value, str | int)}
+        if shown:
+            print(f"      {name}: " + ", ".join(f"{key}={value}" for key, value in sorted(shown.items())[:4]))
+
+
+def chat(region: LocalRegion) -> None:
+    client = openai.OpenAI(base_url=region.url + "/v1", api_key=region.api_key, max_retries=2, timeout=120)
+    question = "In one sentence: what does a load balancer do?"
+    print(f"      > {question}")
+    completion = client.chat.completions.create(
+        model=SERVED, messages=[{"role": "user", "content": question}], max_tokens=32
+    )
+    answer = completion.choices[0].message.content or ""
+    usage = completion.usage
+    tokens = f"{usage.prompt_tokens} prompt + {usage.completion_tokens} completion tokens" if usage else "no usage"
+    print(f"      < {answer!r}")
+    print(f"        (non-streaming; {tokens}; finish_reason={completion.choices[0].finish_reason})")
+    print("      > the same question, streamed:")
+    started = time.monotonic()
+    first: float | None = None
+    parts: list[str] = []
+    for chunk in client.chat.completions.create(
+        model=SERVED, messages=[{"role": "user", "content": question}], max_tokens=32, stream=True
+    ):
+        if chunk.choices and chunk.choices[0].delta.content:
+            first = first if first is not None else time.monotonic() - started
+            parts.append(chunk.choices[0].delta.content)
+    ttft = f"{first * 1000:.0f} ms" if first is not None else "-"
+    print(f"      < {''.join(parts)!r}")
+    print(f"        (streaming; {len(parts)} chunks; first token after {ttft})")
+    print("        The tiny test model has random weights: the words are noise, the plumbing is real.")
+
+
+def _metric(text: str, name: str, *, status_prefix: str = "") -> float:
+    """Sum of the samples of `name` on the public API routes (not health checks, not /metrics)."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name) and not line.startswith("#"):
+            head, _, value = line.rpartition(" ")
+            metric, _, label_text = head.partition("{")
+            if metric != name or 'route="/v1/' not in label_text:
+                continue
+            if status_prefix and f'status="{status_prefix}' not in label_text:
+                continue
+            total += float(value)
+    return total
+
+
+def show(region: LocalRegion) -> None:
+    print(f"      endpoint:   {region.url}/v1   (OPENAI_BASE_URL; api key {region.api_key})")
+    print(f"      HAProxy:    stats at http://127.0.0.1:{region.lb.stats_port}/stats")
+    stats = region.lb.stats()
+    print("      instance  gateway                 haproxy  ready  engine   API requests  5xx  tokens out  ttft avg")
+    for instance in region.instances:
+        health = instance.health()
+        try:
+            text = instance.metrics()
+        except httpx.HTTPError:
+            text = ""
+        count = _metric(text, "llm_gateway_request_duration_seconds_count")
+        errors = _metric(text, "llm_gateway_request_duration_seconds_count", status_prefix="5")
+        tokens = _metric(text, "llm_gateway_completion_tokens_total")
+        ttft_n = _metric(text, "llm_gateway_time_to_first_token_seconds_count")
+        ttft = _metric(text, "llm_gateway_time_to_first_token_seconds_sum") / ttft_n * 1000 if ttft_n else None
+        server = stats.get(instance.name)
+        print(
+            f"      {instance.name:9} {instance.url:23} {server.status if server else '?':8} "
+            f"{health.get('ready')!s:6} {health.get('engine')!s:8} {count:12.0f}  {errors:3.0f}  {tokens:10.0f}  "
+            + (f"{ttft:.0f} ms" if ttft is not None else "-")
+        )
+
+
+# --- main -------------------------------------------------------------------------------------
+
+
+def _raise_deadline(signum: int, frame: FrameType | None) -> None:
+    raise DeadlineError
+
+
+def _sigterm(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def run(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    with contextlib.ExitStack() as cleanup:
+        workdir = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="llm-fleet-demo-")))
+        region = LocalRegion(workdir / "region")
+        (workdir / "region").mkdir()
+        cleanup.callback(region.stop)
+        with step(1, "check regions.yaml"):
+            check_fleet()
+        with step(2, "synthesize every stack"):
+            synth_root = workdir / "cdktf.out"
+            stacks = synthesize(synth_root)
+        # The engines take a minute to load: start them now, deploy while they load.
+        region.launch()
+        with step(3, "deploy the AWS and global stacks to a local moto_server with terraform"):
+            if args.skip_deploy:
+                print("      skipped (--skip-deploy)")
+            else:
+                deploy(synth_root / "stacks", workdir / "deploy", cleanup)
+                cleanup.callback(region.stop)  # stop the region (fast) before terraform destroy
+        with step(4, f"start the local region: {region.size} instances (gateway + vLLM on CPU) behind HAProxy"):
+            print(f"      stacks synthesized: {', '.join(stacks)}")
+            print(f"      waiting for {', '.join(i.name for i in region.instances)} to be ready and UP in HAProxy")
+            region.wait_up(region.options.engine_start_timeout_s)
+        with step(5, "chat through the load balancer with the official openai SDK"):
+            chat(region)
+        with step(6, "endpoint, health and metrics"):
+            show(region)
+        print(f"\ndemo: ok in {time.monotonic() - started:.0f} s")
+        if args.stay_up:
+            signal.alarm(0)
+            print(f"staying up: {region.url}/v1 (api key {region.api_key}); Ctrl-C to stop and clean up", flush=True)
+            while all(instance.running() for instance in region.instances):
+                time.sleep(1)
+            raise DemoError("an instance exited while staying up")
+        print("cleaning up (servers, moto, temporary files)")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m scripts.demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--stay-up", action="store_true", help="keep the local region running until Ctrl-C")
+    parser.add_argument("--skip-deploy", action="store_true", help="skip the terraform deploy to moto")
+    parser.add_argument("--timeout", type=int, default=1800, help="seconds for the whole demo (default 1800)")
+    args = parser.parse_args(argv)
+    if args.timeout < 60:
+        parser.error("--timeout: at least 60 seconds")
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    signal.signal(signal.SIGTERM, _sigterm)
+    signal.signal(signal.SIGALRM, _raise_deadline)
+    signal.alarm(args.timeout)
+    try:
+        return run(args)
+    except (DemoError, LocalRegionError) as exc:
+        print(f"demo: error: {exc}", file=sys.stderr)
+        return 1
+    except HarnessError as exc:  # raised while cleaning up (terraform destroy)
+        print(f"demo: error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 1
+    except openai.APIError as exc:
+        print(f"demo: error: the local region answered {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except DeadlineError:
+        print(f"demo: error: not done within --timeout {args.timeout} s (cleaned up)", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("demo: interrupted; cleaned up", file=sys.stderr)
+        return 130
+    finally:
+        signal.alarm(0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
