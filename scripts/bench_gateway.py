@@ -118,8 +118,10 @@ def start_gateway(args: argparse.Namespace, tmp: Path) -> tuple[subprocess.Popen
     argv += ["--max-tokens-cap", str(max(args.tokens, 16)), "--max-in-flight", "100000"]
     if args.engine_args:
         argv += [f"--engine-args={args.engine_args}"]
+    # The bench measures the proxy path: no rate limit in the way of 64 concurrent streams.
+    env = {**os.environ, "LLM_SERVICE_FEATURES__RATE_LIMIT__ENABLED": "false"}
     with (tmp / "gateway.log").open("ab") as out:
-        process = subprocess.Popen(argv, cwd=args.gateway_repo, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(argv, cwd=args.gateway_repo, stdout=out, stderr=subprocess.STDOUT, env=env)
     ready_s = _wait_200(f"http://127.0.0.1:{port}/health/ready", process, args.start_timeout)
     return process, port, engine_port, ready_s
 

@@ -39,6 +39,12 @@ from pathlib import Path
 import httpx
 import psutil
 
+# One API key drives all the load here: raise its per-key rate limit far above the load
+# (the limiter itself stays on; tests/service/test_features_gateway.py exercises it).
+LOAD_TEST_RATE_LIMIT_ENV = {
+    "LLM_SERVICE_FEATURES__RATE_LIMIT__REQUESTS_PER_MINUTE": "1000000",
+    "LLM_SERVICE_FEATURES__RATE_LIMIT__TOKENS_PER_MINUTE": "1000000000",
+}
 REPO = Path(__file__).resolve().parent.parent
 TINY_MODEL = REPO / ".cache" / "tiny-model"
 SERVED = "tiny"
@@ -208,7 +214,11 @@ class Instance:
             *opts.extra_args,
             *self.watch_args,
         ]
-        env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")}
+        env = {
+            **os.environ,
+            **LOAD_TEST_RATE_LIMIT_ENV,
+            "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"),
+        }
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 argv, cwd=REPO, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env

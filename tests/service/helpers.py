@@ -92,6 +92,14 @@ class Gateway:
                 self.process.wait(10)
 
 
+# One API key drives all the load here: raise its per-key rate limit far above the load
+# (the limiter itself stays on; tests/service/test_features_gateway.py exercises it).
+LOAD_TEST_RATE_LIMIT_ENV = {
+    "LLM_SERVICE_FEATURES__RATE_LIMIT__REQUESTS_PER_MINUTE": "1000000",
+    "LLM_SERVICE_FEATURES__RATE_LIMIT__TOKENS_PER_MINUTE": "1000000000",
+}
+
+
 def start_gateway(tmp: Path, args: list[str], *, name: str, env: dict[str, str] | None = None) -> Gateway:
     port = free_port()
     keys = tmp / "api-keys"
@@ -113,7 +121,7 @@ def start_gateway(tmp: Path, args: list[str], *, name: str, env: dict[str, str] 
         METRICS_TOKEN,
         *args,
     ]
-    full_env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", **(env or {})}
+    full_env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", **LOAD_TEST_RATE_LIMIT_ENV, **(env or {})}
     with log_path.open("wb") as log:
         process = subprocess.Popen(argv, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=full_env)
     return Gateway(process=process, port=port, log_path=log_path)
