@@ -96,7 +96,9 @@ def _load(gateway: Gateway, tmp: Path) -> Iterator[tuple[subprocess.Popen[bytes]
 
 def _drain_under_load(gateway: Gateway, trigger: Callable[[], None], tmp: Path) -> None:
     """Bounds only keep a broken run finite; detection and window timings are the bench's business."""
-    gateway.wait_ready(60)
+    # Ready needs a warm-up generation on the shared session engine: generous on a loaded machine
+    # (and long enough to ride out a restart of that engine by its supervisor).
+    gateway.wait_ready(300)
     headers = {"authorization": f"Bearer {API_KEY}"}
     held: list[HeldRequest] = []
     with httpx.Client(base_url=gateway.url, headers=headers, timeout=120) as probe, _load(gateway, tmp) as (load, out):
