@@ -65,13 +65,15 @@ def test_engine_kill_fails_only_requests_in_flight(region: ResilienceRegion, rec
         down_s = wait_until(lambda: region.region.lb.in_rotation("i2") is False, 30, "haproxy takes i2 out", 0.05)
         left_rotation_s = not_ready_at - killed_at + down_s
         # The supervisor restarts the engine; HAProxy takes the instance back after `rise` checks.
-        back_s = wait_until(lambda: region.region.lb.in_rotation("i2") is True, 420, "i2 back in haproxy", 0.2)
+        print(f"i2 left the rotation {left_rotation_s:.2f} s after the kill")
+        bound = region.region.options.engine_start_timeout_s  # a fresh vLLM start
+        back_s = wait_until(lambda: region.region.lb.in_rotation("i2") is True, bound, "i2 back in haproxy", 0.2)
         back_at = time.monotonic()
         time.sleep(AFTER_S)
         report = load.stop()
     retried = region.lb_retries() - retries_before
     record_counts(report, retried)
-    print(f"left the rotation {left_rotation_s:.2f} s after the kill; back {back_s:.1f} s after that")
+    print(f"i2 back in the rotation {back_s:.1f} s after it left")
     assert instance.running(), region.logs(instance)
     # interval x unhealthy threshold, plus the last check's own timeout.
     assert left_rotation_s <= check.detect_down_s + check.timeout_s
