@@ -19,8 +19,8 @@ import pytest
 
 from infra.config import Fleet, parse_fleet_text
 from tests.infra import tfharness as tfh
+from infra.localcloud import GCP_STAND_IN_IP
 from tests.plugins.moto_fleet import (  # re-exported for the tier's test modules
-    GCP_STAND_IN_IP,
     MotoDeployment,
     Synth,
     aws_side,
