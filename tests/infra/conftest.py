@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from infra.config import Fleet, parse_fleet_text
-from tests.infra import tfharness as tfh
 from infra.localcloud import GCP_STAND_IN_IP
+from tests.infra import tfharness as tfh
 from tests.plugins.moto_fleet import (  # re-exported for the tier's test modules
     MotoDeployment,
     Synth,
