@@ -218,6 +218,8 @@ class Instance:
             **os.environ,
             **LOAD_TEST_RATE_LIMIT_ENV,
             "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"),
+            # two engines on one machine: no pinning of both to core 0 (vLLM's "auto")
+            "VLLM_CPU_OMP_THREADS_BIND": os.environ.get("VLLM_CPU_OMP_THREADS_BIND", "nobind"),
         }
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(

@@ -9,6 +9,7 @@ so that each heavy component starts once per session: the moto deployment of the
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -19,6 +20,11 @@ from pathlib import Path
 import pytest
 import redis
 from hypothesis import settings
+
+# vLLM on CPU binds every engine's OpenMP threads to core 0 by default ("auto"); with
+# several engines in one session (the shared engine, the resilience region, a restart)
+# they starve each other on that core. Let the OS schedule them; every engine inherits this.
+os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
 
 pytest_plugins = ("tests.plugins.moto_fleet", "tests.plugins.engine")
 
