@@ -17,6 +17,10 @@ pytestmark = [pytest.mark.engine, pytest.mark.slow]
 # Long enough that 0.1 s can never see its end (the tiny model on a CPU: tens of ms per token).
 LONG_TOKENS = 400
 TINY_DEADLINE = {"x-request-timeout": "0.1"}
+# A stream's deadline covers only the wait for its first chunk, and on a quiet machine the
+# tiny model's first token comes back in under 0.1 s (CI saw `x-cache: miss`). 1 ms is
+# below any engine round trip (template, tokenizer, scheduler, one forward pass).
+FIRST_CHUNK_DEADLINE = {"x-request-timeout": "0.001"}
 TOKENS_PER_MINUTE = 500
 TOO_MANY_TOKENS = 600  # more than a whole minute's bucket: refused, and costs nothing
 
@@ -28,7 +32,8 @@ def chat(content: str, **extra: object) -> dict[str, object]:
 @pytest.fixture(scope="module")
 def memory_gw(engine_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     """Features per instance (no Redis): cache on, default limits, no language instruction."""
-    with feature_gateway(tmp_path_factory.mktemp("memory"), engine_url, name="memory") as gateway:
+    env = feature_env(fallback__min_timeout_s=0.001)
+    with feature_gateway(tmp_path_factory.mktemp("memory"), engine_url, name="memory", env=env) as gateway:
         yield gateway
 
 
@@ -136,7 +141,7 @@ def test_deadline_falls_back_to_the_cached_answer(memory_gw: Gateway) -> None:
     assert raw.headers["x-cache"] == "fallback"
     assert raw.parse().choices[0].message.content == stored.choices[0].message.content
     stream = client.chat.completions.with_raw_response.create(  # type: ignore[call-overload]
-        **body, stream=True, extra_headers={"cache-control": "no-cache", **TINY_DEADLINE}
+        **body, stream=True, extra_headers={"cache-control": "no-cache", **FIRST_CHUNK_DEADLINE}
     )
     assert stream.headers["x-cache"] == "fallback"
     text = "".join(c.choices[0].delta.content or "" for c in stream.parse() if c.choices)
@@ -165,7 +170,7 @@ def test_a_bad_deadline_header_is_one_clear_400(memory_gw: Gateway) -> None:
             **chat("hi", max_tokens=1), extra_headers={"x-request-timeout": "soon"}
         )
     assert err.value.response.json()["error"]["message"] == (
-        "x-request-timeout: must be a number of seconds between 0.1 and 300, got 'soon'"
+        "x-request-timeout: must be a number of seconds between 0.001 and 300, got 'soon'"
     )
 
 
