@@ -8,7 +8,6 @@ mixed fleet.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,9 +18,9 @@ from typing import Any
 import pytest
 
 from infra.config import DEFAULT_FLEET_FILE
+from tests.plugins.checkov import collect, run_checkov
 
 REPO = Path(__file__).resolve().parents[2]
-CHECKOV = REPO / ".venv-tools" / "bin" / "checkov"
 SYNTH_TIMEOUT_S = 540
 
 
@@ -115,26 +114,7 @@ def synthesized(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
 @pytest.fixture(scope="session")
 def checkov_report(synthesized: Synthesized, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """One offline checkov run over every synthesized GCP stack (JSON only)."""
-    if not CHECKOV.exists():
-        pytest.fail(f"checkov not found at {CHECKOV} (make setup installs it)", pytrace=False)
-    root = tmp_path_factory.mktemp("gcp-checkov")
-    for label, stack in synthesized.gcp_stacks():
-        dest = root / label / stack
-        dest.mkdir(parents=True)
-        (dest / "cdk.tf.json").write_bytes((synthesized.dir(label, stack) / "cdk.tf.json").read_bytes())
-    proc = subprocess.run(
-        [str(CHECKOV), "--framework", "terraform_json", "-d", str(root), "-o", "json", "--skip-download"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        # Offline: no platform mapping or guideline downloads.
-        env={**os.environ, "BC_SKIP_MAPPING": "TRUE", "CHECKOV_RUN_SCA_PACKAGE_SCAN_V2": "false"},
-    )
-    if proc.returncode not in (0, 1):
-        pytest.fail(f"checkov exited {proc.returncode}: {proc.stderr[-2000:]}", pytrace=False)
-    report = json.loads(proc.stdout)
-    reports = report if isinstance(report, list) else [report]
-    (only,) = [r for r in reports if r.get("check_type") == "terraform_json"]
-    result: dict[str, Any] = only
-    return result
+    files = {
+        f"{label}/{stack}": synthesized.dir(label, stack) / "cdk.tf.json" for label, stack in synthesized.gcp_stacks()
+    }
+    return run_checkov(collect(tmp_path_factory.mktemp("gcp-checkov"), files), timeout_s=300)

@@ -8,11 +8,6 @@ tests/plugins/moto_fleet.py (registered by tests/conftest.py) so they start once
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +15,7 @@ import pytest
 from infra.config import Fleet, parse_fleet_text
 from infra.localcloud import GCP_STAND_IN_IP
 from tests.infra import tfharness as tfh
+from tests.plugins.checkov import collect, run_checkov
 from tests.plugins.moto_fleet import (  # re-exported for the tier's test modules
     MotoDeployment,
     Synth,
@@ -29,8 +25,6 @@ from tests.plugins.moto_fleet import (  # re-exported for the tier's test module
 
 __all__ = ["GCP_STAND_IN_IP", "MotoDeployment", "Synth"]
 
-REPO = Path(__file__).resolve().parents[2]
-CHECKOV = REPO / ".venv-tools" / "bin" / "checkov"
 
 
 def fleet_yaml(regions: str, *, mode: str = "latency-dns", extra: str = "") -> str:
@@ -112,26 +106,9 @@ def checkov_report(
     local_synth: Synth, variant_synths: dict[str, Synth], tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, Any]:
     """One checkov run over every synthesized stack (JSON only, no .terraform dirs)."""
-    if not CHECKOV.exists():
-        pytest.fail(f"checkov not found at {CHECKOV} (make setup installs it)", pytrace=False)
-    root = tmp_path_factory.mktemp("checkov")
-    for label, synth in {"default": local_synth, **variant_synths}.items():
-        for name in synth.stacks:
-            dest = root / label / name
-            dest.mkdir(parents=True)
-            shutil.copy(synth.dir(name) / "cdk.tf.json", dest / "cdk.tf.json")
-    proc = subprocess.run(
-        [str(CHECKOV), "--framework", "terraform_json", "-d", str(root), "-o", "json", "--compact"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-        env={**os.environ, "BC_SKIP_MAPPING": "TRUE", "CHECKOV_RUN_SCA_PACKAGE_SCAN_V2": "false"},
-    )
-    if proc.returncode not in (0, 1):
-        pytest.fail(f"checkov exited {proc.returncode}: {proc.stderr[-2000:]}", pytrace=False)
-    report = json.loads(proc.stdout)
-    reports = report if isinstance(report, list) else [report]
-    (only,) = [r for r in reports if r.get("check_type") == "terraform_json"]
-    result: dict[str, Any] = {**only, "root": root}
-    return result
+    files = {
+        f"{label}/{name}": synth.dir(name) / "cdk.tf.json"
+        for label, synth in {"default": local_synth, **variant_synths}.items()
+        for name in synth.stacks
+    }
+    return run_checkov(collect(tmp_path_factory.mktemp("checkov"), files))
