@@ -45,7 +45,12 @@ def forwardable_headers(raw_headers: list[tuple[bytes, bytes]]) -> list[tuple[by
 
 
 class EngineUnavailableError(Exception):
-    """The engine could not be reached or did not answer in time."""
+    """The engine could not be reached or did not answer in time. `request_sent` is False
+    when the request never reached it (safe to retry on another instance)."""
+
+    def __init__(self, message: str, *, request_sent: bool = True) -> None:
+        super().__init__(message)
+        self.request_sent = request_sent
 
 
 @runtime_checkable
@@ -142,9 +147,11 @@ class HttpEngineClient:
         try:
             return await self._pool.request(method, path, body, headers)
         except UpstreamTimeoutError as exc:
-            raise EngineUnavailableError(f"engine {self._name} timed out") from exc
+            raise EngineUnavailableError(f"engine {self._name} timed out", request_sent=exc.request_sent) from exc
         except UpstreamError as exc:
-            raise EngineUnavailableError(f"engine {self._name} unreachable: {exc}") from exc
+            raise EngineUnavailableError(
+                f"engine {self._name} unreachable: {exc}", request_sent=exc.request_sent
+            ) from exc
 
     async def healthy(self, timeout_s: float) -> bool:
         try:

@@ -206,6 +206,9 @@ class Gateway:
             upstream = await engine.open(route.method, route.path, prepared.body, request_id=prepared.request_id)
         except EngineUnavailableError as exc:
             log.warning("engine request failed", extra={"engine": engine.name, "error": str(exc)})
+            if not exc.request_sent:  # the engine never saw it: 503, safe for the client or LB to retry
+                retry = {"Retry-After": str(self.settings.retry_after_s)}
+                raise ApiError(503, f"Engine unavailable: {exc}.", code="engine_unavailable", headers=retry) from exc
             raise ApiError(502, f"Upstream engine error: {exc}.", code="engine_unavailable") from exc
         headers = forwardable_headers(upstream.raw_headers)
         if prepared.stream and upstream.status_code == 200:

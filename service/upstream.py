@@ -30,11 +30,22 @@ _PAUSE_AT_BYTES = 1 << 20  # stop reading the engine while this much is waiting 
 
 
 class UpstreamError(Exception):
-    """The engine connection failed, closed early, timed out or sent a malformed response."""
+    """The engine connection failed, closed early, timed out or sent a malformed response.
+
+    `request_sent` is False when the request never left the gateway (no connection, or no
+    free one): the engine cannot have acted on it, so it is safe to send again elsewhere.
+    """
+
+    def __init__(self, message: str, *, request_sent: bool = True) -> None:
+        super().__init__(message)
+        self.request_sent = request_sent
 
 
 class UpstreamConnectError(UpstreamError):
     """No connection could be made (nothing was sent)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, request_sent=False)
 
 
 class UpstreamTimeoutError(UpstreamError):
@@ -293,7 +304,7 @@ class UpstreamPool:
                 async with asyncio.timeout(self._connect_timeout_s):
                     await self._slots.acquire()
             except TimeoutError as exc:
-                raise UpstreamTimeoutError("no free engine connection (pool exhausted)") from exc
+                raise UpstreamTimeoutError("no free engine connection (pool exhausted)", request_sent=False) from exc
         else:
             await self._slots.acquire()
         connection: _Connection | None = None
@@ -338,7 +349,7 @@ class UpstreamPool:
                     ssl=self._ssl if origin.scheme == "https" else None,
                 )
         except TimeoutError as exc:
-            raise UpstreamTimeoutError(f"connect to {origin.host}:{origin.port} timed out") from exc
+            raise UpstreamTimeoutError(f"connect to {origin.host}:{origin.port} timed out", request_sent=False) from exc
         except OSError as exc:
             raise UpstreamConnectError(f"connect to {origin.host}:{origin.port} failed: {exc.strerror or exc}") from exc
         return connection, False

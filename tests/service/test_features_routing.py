@@ -152,3 +152,43 @@ def test_unknown_model_is_404(routed: Gateway) -> None:
     error = err.value.response.json()["error"]
     assert error["code"] == "model_not_found"
     assert CODER in error["message"]
+
+
+@pytest.fixture(scope="module")
+def dead_pool(engine_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """The code pool points at a port nothing listens on."""
+    tmp = tmp_path_factory.mktemp("dead-pool")
+    fleet = tmp / "regions.yaml"
+    fleet.write_text(
+        Path(DEFAULT_FLEET_FILE).read_text(encoding="utf-8")
+        + f"""
+routing:
+  default_model: auto
+  pools:
+    - {{name: general, model: {SERVED}, intents: [general, math]}}
+    - {{name: code, model: {CODER}, intents: [code], url: "http://127.0.0.1:{free_port()}"}}
+""",
+        encoding="utf-8",
+    )
+    with feature_gateway(tmp, engine_url, "--fleet-file", str(fleet), name="dead-pool") as gateway:
+        yield gateway
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_an_unreachable_pool_is_a_retryable_503(dead_pool: Gateway, stream: bool) -> None:
+    """Nothing reached the engine, so the answer says so: 503 + Retry-After (safe to resend),
+    not the 502 of an engine that failed mid-request."""
+    with pytest.raises(openai.InternalServerError) as err:
+        sdk(dead_pool).chat.completions.create(
+            model=CODER, messages=[{"role": "user", "content": "def f(): pass"}], max_tokens=2, stream=stream
+        )
+    assert err.value.status_code == 503
+    assert err.value.response.headers["retry-after"] == "5"
+    error = err.value.response.json()["error"]
+    assert error["code"] == "engine_unavailable"
+    assert "connect to 127.0.0.1:" in error["message"]
+    # The local pool is unaffected.
+    answer = sdk(dead_pool).chat.completions.create(
+        model=SERVED, messages=[{"role": "user", "content": "hi"}], max_tokens=1
+    )
+    assert answer.model == SERVED

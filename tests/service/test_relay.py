@@ -129,12 +129,14 @@ def test_read_timeout_and_connect_error() -> None:
     async def run() -> None:
         async with _server(silent) as (base, _connections):
             pool = _pool(base, read_timeout_s=0.2)
-            with pytest.raises(UpstreamTimeoutError):
+            with pytest.raises(UpstreamTimeoutError) as late:
                 await pool.request("GET", "/v1/models", b"", b"")
+            assert late.value.request_sent  # the engine may have acted on it
             await pool.aclose()
         closed = _pool(f"http://127.0.0.1:{free_port()}")
-        with pytest.raises(UpstreamConnectError):
+        with pytest.raises(UpstreamConnectError) as refused:
             await closed.request("GET", "/v1/models", b"", b"")
+        assert not refused.value.request_sent
 
     asyncio.run(run())
 
@@ -232,8 +234,9 @@ def test_exhausted_pool_times_out() -> None:
         async with _server(_stream_events) as (base, _connections):
             pool = UpstreamPool(base, connect_timeout_s=0.2, read_timeout_s=5, max_connections=1)
             first = await pool.request("POST", "/v1/x", b"{}", b"")
-            with pytest.raises(UpstreamTimeoutError, match="pool exhausted"):
+            with pytest.raises(UpstreamTimeoutError, match="pool exhausted") as exhausted:
                 await pool.request("POST", "/v1/x", b"{}", b"")
+            assert not exhausted.value.request_sent
             await first.aread()
             await first.aclose()
             second = await pool.request("POST", "/v1/x", b"{}", b"")  # the slot came back
