@@ -78,6 +78,7 @@ class GlobalStack(FleetStack):
         self.zone = DataAwsRoute53Zone(self, "zone", name=g.hosted_zone, private_zone=False)
         self.regions: dict[str, AwsRegionRouting] = {}
         self.alb_arns: dict[str, str] = {}
+        certificate_authorized = False
         for region in fleet.regions:
             state = self.remote_state(region.stack_name)
             if region.cloud == Cloud.AWS:
@@ -87,7 +88,9 @@ class GlobalStack(FleetStack):
                 self.alb_arns[region.region] = state.get_string("alb_arn")
             else:
                 target = RegionTarget(ip=state.get_string("lb_ip_address"))
-                self._gcp_certificate_authorization(region, state)
+                if not certificate_authorized:
+                    self._gcp_certificate_authorization(state)
+                    certificate_authorized = True
             self.regions[region.stack_name] = AwsRegionRouting(
                 self,
                 f"region_{region.stack_name.replace('-', '_')}",
@@ -217,15 +220,20 @@ class GlobalStack(FleetStack):
         )
 
     # -- GCP: Google-managed certificate DNS authorization ----------------------------------
-    def _gcp_certificate_authorization(self, region: RegionSpec, state: TerraformRemoteState) -> None:
-        """The CNAME that proves domain control for the GCP region's managed certificate.
+    def _gcp_certificate_authorization(self, state: TerraformRemoteState) -> None:
+        """The CNAME that proves domain control for the GCP regions' managed certificates.
 
-        Read from the GCP stack's outputs `dns_authorization_record_{name,type,data}`.
+        Every GCP region authorizes the same domain in the fleet's one project with a
+        PER_PROJECT_RECORD authorization, whose record is the project's (one name, one
+        target), so one record serves them all: two would collide in Route 53. It is read
+        from the first GCP region's outputs `dns_authorization_record_{name,type,data}`;
+        its address does not name the region, so removing that region only changes where
+        the (identical) value is read from.
         """
 
         Route53Record(
             self,
-            f"dns_authorization_{region.stack_name.replace('-', '_')}",
+            "gcp_certificate_authorization",
             zone_id=self.zone.zone_id,
             name=state.get_string("dns_authorization_record_name"),
             type=state.get_string("dns_authorization_record_type"),

@@ -85,6 +85,19 @@ def test_mixed_fleet_global_routes_to_the_gcp_region(synthesized: Synthesized) -
     )
 
 
+def test_one_certificate_authorization_record_for_all_gcp_regions(synthesized: Synthesized) -> None:
+    """Four GCP regions, one project: their PER_PROJECT_RECORD authorizations share one
+    CNAME, so the global stack writes it once (two records of one name collide in Route 53)."""
+    doc = synthesized.stack("variants", "global")
+    records = doc["resource"]["aws_route53_record"]
+    cnames = {k: r for k, r in records.items() if "dns_authorization_record_name" in str(r.get("name", ""))}
+    assert list(cnames) == ["gcp_certificate_authorization"]
+    (record,) = cnames.values()
+    first = "remote_gcp_us_central1"  # the first GCP region of the fleet file
+    assert record["name"] == f"${{data.terraform_remote_state.{first}.outputs.dns_authorization_record_name}}"
+    assert record["records"] == [f"${{data.terraform_remote_state.{first}.outputs.dns_authorization_record_data}}"]
+
+
 @pytest.mark.terraform
 @pytest.mark.slow
 def test_mixed_fleet_global_validates(synthesized: Synthesized, tmp_path_factory: pytest.TempPathFactory) -> None:
