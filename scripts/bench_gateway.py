@@ -135,6 +135,9 @@ _STREAM_BODY = {
 }
 
 
+_NO_CACHE = b"cache-control: no-cache\r\n"
+
+
 class LoadClient:
     """The load generator: the gateway's own lean HTTP/1.1 client (asyncio + httptools).
 
@@ -167,9 +170,12 @@ class LoadClient:
             await response.aclose()
 
     async def one_token(self) -> float:
+        """One 1-token completion's wall time. It is deterministic (temperature 0), so the
+        gateway's response cache would answer every repeat: `cache-control: no-cache` sends
+        each one to the engine (the cache's key and store still run: the miss path)."""
         body = b'{"model":"%s","prompt":"hi","max_tokens":1,"temperature":0}' % SERVED.encode()
         started = time.perf_counter()
-        response = await self._pool.request("POST", "/v1/completions", body, self._headers)
+        response = await self._pool.request("POST", "/v1/completions", body, self._headers + _NO_CACHE)
         try:
             await response.aread()
         finally:
@@ -177,6 +183,8 @@ class LoadClient:
         elapsed = time.perf_counter() - started
         if response.status_code != 200:
             raise RuntimeError(f"completion answered {response.status_code}")
+        if response.header(b"x-cache") not in (None, b"miss"):
+            raise RuntimeError(f"latency sample not from the engine (x-cache: {response.header(b'x-cache')!r})")
         return elapsed
 
     async def aclose(self) -> None:
