@@ -5,8 +5,10 @@
 Running them apart from the test process means the test's own health polls and late requests
 never wait for the clients' stream parsing (one GIL), and the clients never wait for the test.
 
-Each request lasts about `--seconds` whatever the machine's speed: a calibration round measures
-the engine's per-stream pace at this concurrency, then `max_tokens` is sized from it and
+Each request lasts about `--seconds` whatever the machine's speed: two calibration rounds (short
+and long) measure the engine's per-stream pace at this concurrency from their difference, so the
+fixed costs of a request (prefill, first token, SDK) do not make the pace look slower than it
+is (one round underestimated it: loads meant for 12 s ended after 5 to 9), then `max_tokens` is sized from it and
 `ignore_eos` (with `min_tokens`) keeps every request generating to the end. The outcome of every
 request (tokens received, or the error) is written to `--out` as JSON; `--out` + ".started" appears when
 the calibration is over and the real load begins.
@@ -24,7 +26,7 @@ import openai
 
 from tests.service.helpers import API_KEY, SERVED
 
-CALIBRATION_TOKENS = 48
+CALIBRATION_TOKENS = (16, 80)  # the short and the long round
 
 
 async def _one(client: openai.AsyncOpenAI, index: int, *, streaming: bool, tokens: int) -> int:
@@ -60,12 +62,16 @@ async def run(
         # The SDK builds its models on first use: pay that before measuring anything.
         await asyncio.gather(_one(client, 0, streaming=True, tokens=1), _one(client, 1, streaming=False, tokens=1))
         # Calibrate: the per-stream pace of this engine, on this machine, at this concurrency.
-        started = time.perf_counter()
-        await asyncio.gather(
-            *(_one(client, i, streaming=i < streaming, tokens=CALIBRATION_TOKENS) for i in range(clients))
-        )
-        pace = CALIBRATION_TOKENS / (time.perf_counter() - started)
-        tokens = max(CALIBRATION_TOKENS, min(cap, round(pace * seconds)))
+        durations = []
+        for count in CALIBRATION_TOKENS:
+            started = time.perf_counter()
+            await asyncio.gather(*(_one(client, i, streaming=i < streaming, tokens=count) for i in range(clients)))
+            durations.append(time.perf_counter() - started)
+        short, long = CALIBRATION_TOKENS
+        whole = long / durations[1]  # a lower bound: it includes the fixed costs
+        marginal = (long - short) / (durations[1] - durations[0]) if durations[1] > durations[0] else whole
+        pace = min(max(marginal, whole), 4 * whole)  # a noisy difference must not run away
+        tokens = max(long, min(cap, round(pace * seconds)))
         requests = [_one(client, i, streaming=i < streaming, tokens=tokens) for i in range(clients)]
         # The calibration requests are all over: from here on, what the gateway has in flight is the load.
         started_marker.write_text(str(tokens))
