@@ -16,6 +16,7 @@ from service import preemption, routes
 from service.auth import ApiKeyAuth
 from service.drain import DrainController
 from service.engine_client import EngineClient, HttpEngineClient
+from service.engine_process import EngineProcess
 from service.errors import error_response
 from service.features import FeatureChain, build_pool_clients
 from service.metrics import GatewayMetrics
@@ -24,13 +25,14 @@ from service.pools import PoolRouter
 from service.proxy import PUBLIC_ROUTES, AdmissionPolicy, Gateway
 from service.settings import ServiceSettings
 from service.state import ServiceState
-from service.supervisor import EngineProcess, EngineSupervisor
+from service.supervisor import EngineSupervisor
 
 log = logging.getLogger("service")
 
 
-def build_engine(settings: ServiceSettings) -> EngineSupervisor:
-    """A supervised vLLM (settings.model) or an attached engine (settings.engine_url)."""
+def build_engine(settings: ServiceSettings, process: EngineProcess | None = None) -> EngineSupervisor:
+    """A supervised vLLM (settings.model; `process` when it was started early) or an
+    attached engine (settings.engine_url)."""
     client = HttpEngineClient(
         settings.engine_url or "http://127.0.0.1:0",
         name="local",
@@ -38,8 +40,9 @@ def build_engine(settings: ServiceSettings) -> EngineSupervisor:
         read_timeout_s=settings.upstream_read_timeout_s,
         max_connections=settings.upstream_max_connections,
     )
-    process = EngineProcess(settings) if settings.supervised else None
-    return EngineSupervisor(settings, client, process=process)
+    if settings.supervised and process is None:
+        process = EngineProcess(settings)
+    return EngineSupervisor(settings, client, process=process if settings.supervised else None)
 
 
 def build_features(settings: ServiceSettings, local: EngineClient, metrics: GatewayMetrics) -> FeatureChain:

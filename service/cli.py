@@ -67,11 +67,28 @@ def parse_settings(argv: Sequence[str]) -> ServiceSettings:
 def main(argv: Sequence[str] | None = None) -> int:
     settings = parse_settings(sys.argv[1:] if argv is None else argv)
     from service.logs import configure_logging
-    from service.server import serve
 
     configure_logging(settings.log_level)
     try:
-        return serve(settings)
+        settings.load_api_keys()  # an unusable key file stops us before anything starts
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    engine = None
+    if settings.supervised:
+        # vLLM takes tens of seconds to start, the gateway's own imports about one: start the
+        # engine first, so the gateway is ready when vLLM is (the supervisor adopts it).
+        from service.engine_process import EngineProcess
+
+        engine = EngineProcess(settings)
+        engine.start()
+    try:
+        from service.server import serve
+
+        return serve(settings, engine)
     except ValueError as exc:  # settings that only fail when used (an unreadable key file, ...)
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        if engine is not None:
+            engine.kill()  # stopped already after a normal run; never left behind

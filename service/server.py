@@ -15,7 +15,8 @@ from collections.abc import Callable, Generator
 
 import uvicorn
 
-from service.app import create_app
+from service.app import build_engine, create_app
+from service.engine_process import EngineProcess
 from service.settings import ServiceSettings
 from service.state import ServiceState
 
@@ -49,9 +50,10 @@ class _DrainingServer(uvicorn.Server):
             self.force_exit = True
 
 
-def serve(settings: ServiceSettings) -> int:
-    """Serve until a drain or a fatal engine error ends it; returns the exit status."""
-    app = create_app(settings)
+def serve(settings: ServiceSettings, engine_process: EngineProcess | None = None) -> int:
+    """Serve until a drain or a fatal engine error ends it; returns the exit status.
+    `engine_process`: the supervised engine, when it was started before this module loaded."""
+    app = create_app(settings, engine=build_engine(settings, engine_process))
     state: ServiceState = app.state.service
     config = uvicorn.Config(
         app,

@@ -1,132 +1,24 @@
 """The engine's lifecycle: spawn vLLM (or attach to a running engine), warm it up, probe it,
-restart it with exponential backoff, and give up after the restart limit."""
+restart it with exponential backoff, and give up after the restart limit. The process
+itself is `service.engine_process`."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-import os
-import signal
-import socket
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
-from typing import IO
 
 from service.engine_client import EngineUnavailableError, HttpEngineClient
+from service.engine_process import EngineProcess
 from service.health import EngineHealth, EnginePhase
 from service.settings import ServiceSettings
 
 log = logging.getLogger("service.engine")
 
-ENGINE_HOST = "127.0.0.1"
 _POLL_S = 0.1
 _WARMUP_TIMEOUT_S = 120.0
-
-
-def free_port(host: str = ENGINE_HOST) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-def gpu_present() -> bool:
-    return Path("/dev/nvidiactl").exists() or Path("/dev/nvidia0").exists()
-
-
-def engine_argv(settings: ServiceSettings, port: int, *, gpu: bool) -> list[str]:
-    """The vLLM OpenAI server command line for these settings (nothing GPU-specific on CPU)."""
-    assert settings.model is not None
-    argv = [
-        sys.executable,
-        "-m",
-        "vllm.entrypoints.openai.api_server",
-        "--model",
-        settings.model,
-        "--served-model-name",
-        settings.served_model_name,
-        "--host",
-        ENGINE_HOST,
-        "--port",
-        str(port),
-        "--max-model-len",
-        str(settings.max_model_len),
-    ]
-    if settings.quantization:
-        argv += ["--quantization", settings.quantization]
-    if gpu:
-        argv += ["--gpu-memory-utilization", str(settings.gpu_memory_utilization)]
-    return argv + list(settings.engine_args)
-
-
-class EngineProcess:
-    """One vLLM OpenAI server process in its own process group (it forks an engine core)."""
-
-    def __init__(
-        self, settings: ServiceSettings, argv: Callable[[ServiceSettings, int, bool], list[str]] | None = None
-    ) -> None:
-        self._settings = settings
-        self._argv = argv or (lambda s, port, gpu: engine_argv(s, port, gpu=gpu))
-        self._process: asyncio.subprocess.Process | None = None
-        self._log: IO[bytes] | None = None
-        self.port = 0
-
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process else None
-
-    @property
-    def returncode(self) -> int | None:
-        return self._process.returncode if self._process else None
-
-    async def spawn(self) -> str:
-        settings = self._settings
-        self.port = settings.engine_port or free_port()
-        gpu = settings.device == "gpu" or (settings.device == "auto" and gpu_present())
-        argv = self._argv(settings, self.port, gpu)
-        if settings.engine_log_file is not None and self._log is None:
-            self._log = settings.engine_log_file.open("ab")
-        log.info("starting engine", extra={"argv": argv})
-        self._process = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=asyncio.subprocess.STDOUT if self._log else None,
-            start_new_session=True,
-        )
-        return f"http://{ENGINE_HOST}:{self.port}"
-
-    async def wait(self) -> int:
-        assert self._process is not None
-        return await self._process.wait()
-
-    async def stop(self) -> None:
-        process = self._process
-        if process is None:
-            return
-        if process.returncode is None:
-            self._signal_group(process.pid, signal.SIGTERM)
-            try:
-                await asyncio.wait_for(process.wait(), self._settings.engine_stop_timeout_s)
-            except TimeoutError:
-                log.warning("engine ignored SIGTERM; killing it", extra={"pid": process.pid})
-        # The engine core and workers share the group: make sure none outlives the server.
-        self._signal_group(process.pid, signal.SIGKILL)
-        with contextlib.suppress(ProcessLookupError):
-            await process.wait()
-        self._process = None
-
-    def close(self) -> None:
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-    @staticmethod
-    def _signal_group(pgid: int, sig: signal.Signals) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pgid, sig)
 
 
 class EngineSupervisor:

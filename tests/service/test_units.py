@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import time
@@ -14,11 +15,12 @@ from service.auth import ApiKeyAuth
 from service.cli import parse_settings
 from service.drain import DrainBudget, DrainController, DrainPhase
 from service.engine_client import HttpEngineClient
+from service.engine_process import EngineProcess, engine_argv
 from service.errors import ApiError, error_envelope
 from service.health import EnginePhase
 from service.preemption import watch_aws, watch_gcp
 from service.settings import ServiceSettings
-from service.supervisor import EngineProcess, EngineSupervisor, engine_argv
+from service.supervisor import EngineSupervisor
 from tests.service.helpers import REPO
 from tests.service.metadata_server import metadata_server
 
@@ -220,3 +222,33 @@ def test_supervisor_gives_up_after_restart_limit() -> None:
     assert fatal == ["engine failed to start 3 times in a row; giving up"]
     assert restarts == 2
     assert phase is EnginePhase.FAILED
+
+
+def test_an_engine_started_early_is_adopted_once_then_restarts_are_new() -> None:
+    """`python -m service` starts vLLM before its own imports; the supervisor's first spawn
+    adopts that process, a restart starts a new one, and kill() leaves no process behind."""
+    config = settings(engine_stop_timeout_s=1)
+    process = EngineProcess(config, argv=lambda _s, _port, _gpu: [sys.executable, "-c", "import time; time.sleep(60)"])
+
+    async def scenario() -> tuple[int | None, int | None, int | None, int | None]:
+        url = process.start()
+        early = process.pid
+        assert await process.spawn() == url  # adopted, not started again
+        adopted = process.pid
+        await process.stop()
+        assert process.pid is None
+        await process.spawn()  # a restart: a new process
+        restarted = process.pid
+        code = process.returncode
+        return early, adopted, restarted, code
+
+    early, adopted, restarted, code = asyncio.run(scenario())
+    assert early is not None
+    assert adopted == early
+    assert restarted is not None
+    assert restarted != early
+    assert code is None  # still running
+    process.kill()
+    assert process.pid is None
+    with pytest.raises(ProcessLookupError):
+        os.kill(restarted, 0)
