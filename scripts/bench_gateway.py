@@ -108,7 +108,10 @@ def vllm_time_to_ready(args: argparse.Namespace, log: Path) -> float:
         _stop(process, group=True)
 
 
-def start_gateway(args: argparse.Namespace, tmp: Path) -> tuple[subprocess.Popen[bytes], int, int, float]:
+def start_gateway(
+    args: argparse.Namespace, tmp: Path, *, cpus: set[int] | None = None
+) -> tuple[subprocess.Popen[bytes], int, int, float]:
+    """The gateway supervising its engine; with `cpus`, both start on those CPUs only."""
     port, engine_port = _free_port(), _free_port()
     keys = tmp / "keys"
     keys.write_text(KEY + "\n")
@@ -121,7 +124,14 @@ def start_gateway(args: argparse.Namespace, tmp: Path) -> tuple[subprocess.Popen
     # The bench measures the proxy path: no rate limit in the way of 64 concurrent streams.
     env = {**os.environ, "LLM_SERVICE_FEATURES__RATE_LIMIT__ENABLED": "false"}
     with (tmp / "gateway.log").open("ab") as out:
-        process = subprocess.Popen(argv, cwd=args.gateway_repo, stdout=out, stderr=subprocess.STDOUT, env=env)
+        process = subprocess.Popen(
+            argv,
+            cwd=args.gateway_repo,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,  # noqa: PLW1509
+        )
     ready_s = _wait_200(f"http://127.0.0.1:{port}/health/ready", process, args.start_timeout)
     return process, port, engine_port, ready_s
 
@@ -266,6 +276,63 @@ def _pct(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+@dataclass
+class Pass:
+    """The rounds, latency samples and per-request gateway CPU of one configuration."""
+
+    rounds: list[tuple[Round, Round]]
+    lat_d: list[float]
+    lat_g: list[float]
+    gateway_cpu_per_request_s: float
+
+
+def run_pass(label: str, gateway: str, direct: str, args: argparse.Namespace, me: psutil.Process) -> Pass:
+    engine = me.children(recursive=True)
+    asyncio.run(_throughput(direct, 8, 8))  # warm both paths' connections and the engine
+    asyncio.run(_throughput(gateway, 8, 8))
+    rounds: list[tuple[Round, Round]] = []
+    lat_d: list[float] = []
+    lat_g: list[float] = []
+    cpu_per_request: list[float] = []
+    for index in range(args.rounds):  # interleaved A B A B: both paths see the same drift
+        pair = (
+            throughput_round("direct", direct, args, me, engine),
+            throughput_round("gateway", gateway, args, me, engine),
+        )
+        rounds.append(pair)
+        lat_d += asyncio.run(latencies(direct, args.latency_requests))
+        before = _cpu_s([me])
+        lat_g += asyncio.run(latencies(gateway, args.latency_requests))
+        cpu_per_request.append((_cpu_s([me]) - before) / args.latency_requests)
+        d, g = pair
+        print(
+            f"{label} round {index + 1}: direct {d.tokens_per_s:.0f} tok/s, gateway {g.tokens_per_s:.0f} tok/s, "
+            f"ratio {g.tokens_per_s / d.tokens_per_s:.3f}; gateway CPU {g.gateway_cpu_s:.2f} s "
+            f"(engine {g.engine_cpu_s:.2f} s)",
+            flush=True,
+        )
+    return Pass(rounds, lat_d, lat_g, statistics.median(cpu_per_request))
+
+
+def _pin(process: psutil.Process, cpus: set[int]) -> None:
+    """Every thread of `process` onto `cpus` (affinity is per thread on Linux)."""
+    for thread in process.threads():
+        try:
+            os.sched_setaffinity(thread.id, cpus)
+        except OSError:  # a thread that just ended
+            continue
+
+
+def isolated_cpus() -> tuple[set[int], set[int]] | None:
+    """(engine CPUs, gateway and load-generator CPU), or None with fewer than 2 CPUs."""
+    if not hasattr(os, "sched_getaffinity"):
+        return None
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None
+    return set(cpus[:-1]), {cpus[-1]}
+
+
 def measure(args: argparse.Namespace) -> list[Figure]:
     with tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp_name:
         tmp = Path(tmp_name)
@@ -273,45 +340,74 @@ def measure(args: argparse.Namespace) -> list[Figure]:
         process, port, engine_port, gateway_ready = start_gateway(args, tmp)
         try:
             gateway, direct = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{engine_port}"
-            me = psutil.Process(process.pid)
-            engine = me.children(recursive=True)
-            asyncio.run(_throughput(direct, 8, 8))  # warm both paths' connections and the engine
-            asyncio.run(_throughput(gateway, 8, 8))
-            rounds: list[tuple[Round, Round]] = []
-            lat_d: list[float] = []
-            lat_g: list[float] = []
-            for index in range(args.rounds):  # interleaved A B A B: both paths see the same drift
-                pair = (
-                    throughput_round("direct", direct, args, me, engine),
-                    throughput_round("gateway", gateway, args, me, engine),
-                )
-                rounds.append(pair)
-                lat_d += asyncio.run(latencies(direct, args.latency_requests))
-                lat_g += asyncio.run(latencies(gateway, args.latency_requests))
-                d, g = pair
-                print(
-                    f"round {index + 1}: direct {d.tokens_per_s:.0f} tok/s, gateway {g.tokens_per_s:.0f} tok/s, "
-                    f"ratio {g.tokens_per_s / d.tokens_per_s:.3f}; gateway CPU {g.gateway_cpu_s:.2f} s "
-                    f"(engine {g.engine_cpu_s:.2f} s)",
-                    flush=True,
-                )
+            shared = run_pass("shared CPUs", gateway, direct, args, psutil.Process(process.pid))
         finally:
             _stop(process, group=False)
+        result = figures(args, shared, vllm_ready=vllm_ready, gateway_ready=gateway_ready)
+        split = isolated_cpus() if args.isolated else None
+        if split is not None:
+            # On a GPU host the engine's work is on the GPU and the gateway has CPU to spare; on
+            # a small CPU-only machine the two fight over the same cores. This pass gives the
+            # engine its own CPUs (it inherits them at start) and the gateway and load generator
+            # the last one, so the ratio shows what the gateway itself costs.
+            engine_cpus, own_cpus = split
+            mine = os.sched_getaffinity(0)
+            process, port, engine_port, _ready = start_gateway(args, tmp, cpus=engine_cpus)
+            try:
+                me = psutil.Process(process.pid)
+                _pin(me, own_cpus)
+                _pin(psutil.Process(), own_cpus)
+                gateway, direct = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{engine_port}"
+                isolated = run_pass("isolated", gateway, direct, args, me)
+            finally:
+                _pin(psutil.Process(), mine)
+                _stop(process, group=False)
+            result += isolated_figures(isolated, engine_cpus, own_cpus)
     # Raw samples for the latency plot of `make bench` (scripts/bench.py).
     LATENCIES.parent.mkdir(exist_ok=True)
-    LATENCIES.write_text(json.dumps({"direct_s": lat_d, "gateway_s": lat_g}) + "\n")
-    return figures(args, rounds, lat_d=lat_d, lat_g=lat_g, vllm_ready=vllm_ready, gateway_ready=gateway_ready)
+    LATENCIES.write_text(json.dumps({"direct_s": shared.lat_d, "gateway_s": shared.lat_g}) + "\n")
+    return result
 
 
-def figures(
-    args: argparse.Namespace,
-    rounds: list[tuple[Round, Round]],
-    *,
-    lat_d: list[float],
-    lat_g: list[float],
-    vllm_ready: float,
-    gateway_ready: float,
-) -> list[Figure]:
+def isolated_figures(run: Pass, engine_cpus: set[int], own_cpus: set[int]) -> list[Figure]:
+    ratios = [g.tokens_per_s / d.tokens_per_s for d, g in run.rounds]
+    ratio = statistics.median(ratios)
+    p50 = (_pct(run.lat_g, 0.5) - _pct(run.lat_d, 0.5)) * 1000
+    p99 = (_pct(run.lat_g, 0.99) - _pct(run.lat_d, 0.99)) * 1000
+    where = f"engine on CPUs {sorted(engine_cpus)}, gateway + load on {sorted(own_cpus)}"
+    return [
+        Figure(
+            "isolated_throughput_through_gateway",
+            round(statistics.median(g.tokens_per_s for _, g in run.rounds), 1),
+            "tokens/s",
+            round(statistics.median(d.tokens_per_s for d, _ in run.rounds), 1),
+            round(ratio, 3),
+            f">= 0.97 x direct ({where})",
+            ratio >= 0.97,
+        ),
+        Figure(
+            "isolated_added_latency_p50",
+            round(p50, 3),
+            "ms",
+            round(_pct(run.lat_d, 0.5) * 1000, 3),
+            None,
+            "<= 1 ms",
+            p50 <= 1.0,
+        ),
+        Figure(
+            "isolated_added_latency_p99",
+            round(p99, 3),
+            "ms",
+            round(_pct(run.lat_d, 0.99) * 1000, 3),
+            None,
+            "<= 5 ms",
+            p99 <= 5.0,
+        ),
+    ]
+
+
+def figures(args: argparse.Namespace, run: Pass, *, vllm_ready: float, gateway_ready: float) -> list[Figure]:
+    rounds, lat_d, lat_g = run.rounds, run.lat_d, run.lat_g
     ratios = [g.tokens_per_s / d.tokens_per_s for d, g in rounds]
     ratio = statistics.median(ratios)
     direct_tput = statistics.median(d.tokens_per_s for d, _ in rounds)
@@ -348,6 +444,15 @@ def figures(
         Figure("gateway_cpu_per_token", round(cpu_per_token_us, 1), "us", None, None, None, None),
         Figure("gateway_cpu_share", round(cpu_share * 100, 2), "% of gateway+engine CPU", None, None, None, None),
         Figure(
+            "gateway_cpu_per_request",
+            round(run.gateway_cpu_per_request_s * 1e6, 1),
+            "us",
+            None,
+            None,
+            "1-token completion, cache miss",
+            None,
+        ),
+        Figure(
             "added_latency_p50", round(p50, 3), "ms", round(_pct(lat_d, 0.5) * 1000, 3), None, "<= 1 ms", p50 <= 1.0
         ),
         Figure(
@@ -376,6 +481,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--latency-requests", type=int, default=100)
     parser.add_argument("--start-timeout", type=float, default=600)
+    parser.add_argument(
+        "--isolated",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also measure with the engine and the gateway on separate CPUs (needs 2 or more)",
+    )
     parser.add_argument(
         "--gateway-repo",
         type=Path,

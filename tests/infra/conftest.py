@@ -26,7 +26,6 @@ from tests.plugins.moto_fleet import (  # re-exported for the tier's test module
 __all__ = ["GCP_STAND_IN_IP", "MotoDeployment", "Synth"]
 
 
-
 def fleet_yaml(regions: str, *, mode: str = "latency-dns", extra: str = "") -> str:
     return (
         "project: llm-fleet\n"
