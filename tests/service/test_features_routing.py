@@ -74,9 +74,8 @@ def coder_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 proc.wait(timeout=10)
 
 
-@pytest.fixture(scope="module")
-def routed(engine_url: str, coder_engine: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    tmp = tmp_path_factory.mktemp("routed")
+def _fleet_with_pools(tmp: Path, *, code_url: str) -> Path:
+    """The repository's fleet file plus two pools: the local engine and `tiny-coder` at `code_url`."""
     fleet = tmp / "regions.yaml"
     fleet.write_text(
         Path(DEFAULT_FLEET_FILE).read_text(encoding="utf-8")
@@ -85,10 +84,17 @@ routing:
   default_model: auto
   pools:
     - {{name: general, model: {SERVED}, intents: [general, math]}}
-    - {{name: code, model: {CODER}, intents: [code], url: "{coder_engine}"}}
+    - {{name: code, model: {CODER}, intents: [code], url: "{code_url}"}}
 """,
         encoding="utf-8",
     )
+    return fleet
+
+
+@pytest.fixture(scope="module")
+def routed(engine_url: str, coder_engine: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    tmp = tmp_path_factory.mktemp("routed")
+    fleet = _fleet_with_pools(tmp, code_url=coder_engine)
     with feature_gateway(tmp, engine_url, "--fleet-file", str(fleet), name="routed") as gateway:
         yield gateway
 
@@ -158,18 +164,7 @@ def test_unknown_model_is_404(routed: Gateway) -> None:
 def dead_pool(engine_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     """The code pool points at a port nothing listens on."""
     tmp = tmp_path_factory.mktemp("dead-pool")
-    fleet = tmp / "regions.yaml"
-    fleet.write_text(
-        Path(DEFAULT_FLEET_FILE).read_text(encoding="utf-8")
-        + f"""
-routing:
-  default_model: auto
-  pools:
-    - {{name: general, model: {SERVED}, intents: [general, math]}}
-    - {{name: code, model: {CODER}, intents: [code], url: "http://127.0.0.1:{free_port()}"}}
-""",
-        encoding="utf-8",
-    )
+    fleet = _fleet_with_pools(tmp, code_url=f"http://127.0.0.1:{free_port()}")
     with feature_gateway(tmp, engine_url, "--fleet-file", str(fleet), name="dead-pool") as gateway:
         yield gateway
 
