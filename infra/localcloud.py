@@ -10,6 +10,9 @@ Shared by the infra tests (tests/infra, through `tests.infra.tfharness`) and `ma
   provider-endpoint override file into each copy, applies them in order and returns outputs.
 - `deploy_fleet(fleet, stacks_dir, workdir)`: all of it for a whole fleet (bootstrap, every
   AWS region, a stand-in for each GCP region, global), destroyed when the context exits.
+  `make demo` and the test tiers' shared deployment both go through it.
+- `aws_only(fleet)`: the fleet without its GCP regions, whose bootstrap stack has no Google
+  provider (the one a fleet with GCP regions deploys offline).
 
 Nothing here runs during synth; it only drives the terraform CLI and moto on 127.0.0.1.
 """
@@ -30,7 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infra.config import Fleet
+from infra.catalog import Cloud
+from infra.config import Fleet, parse_fleet
 
 AWS_PROVIDER = "registry.terraform.io/hashicorp/aws"
 AWS_PROVIDER_VERSION = "5.100.0"
@@ -365,12 +369,25 @@ def gcp_stand_in(path: Path, stack: str, region: str, domain: str) -> None:
     )
 
 
+def aws_only(fleet: Fleet) -> Fleet:
+    """The fleet without its GCP regions (same project, state bucket, repository, domain).
+
+    Its bootstrap stack has no Google provider. There is no offline mirror of
+    hashicorp/google, so terraform can only init, validate and apply the AWS-only bootstrap
+    (the full one also holds the GCP workload identity pool).
+    """
+    data = fleet.model_dump(mode="json", by_alias=True)
+    data["regions"] = [r for r in data["regions"] if r["cloud"] != Cloud.GCP.value]
+    return parse_fleet(data, "<aws-only projection>")
+
+
 @dataclass
 class FleetDeployment:
     endpoint: str
     dirs: dict[str, Path]
     outputs: dict[str, dict[str, Any]]
     zone_id: str
+    destroyed: bool = False  # set by a caller that destroyed the stacks itself
 
 
 def moto_server_binary() -> Path:
@@ -381,14 +398,33 @@ def moto_server_binary() -> Path:
 
 
 @contextmanager
-def deploy_fleet(fleet: Fleet, stacks_dir: Path, workdir: Path) -> Iterator[FleetDeployment]:
+def deploy_fleet(
+    fleet: Fleet,
+    stacks_dir: Path,
+    workdir: Path,
+    *,
+    replace: Mapping[str, Path] | None = None,
+    runner: TerraformRunner | None = None,
+) -> Iterator[FleetDeployment]:
     """Apply bootstrap, every AWS region and global (synthesized with the local backend into
     `stacks_dir`) to one moto_server; each GCP region is a stand-in publishing its outputs.
-    Destroys everything and stops moto when the context exits."""
+    `replace` takes a stack's directory from elsewhere (a fleet with GCP regions must deploy
+    the `aws_only` projection's bootstrap). Destroys everything (unless the caller did and set
+    `destroyed`) and stops moto when the context exits; a failed destroy never hides the
+    error that ended the deploy."""
     import boto3  # type: ignore[import-untyped]  # boto3 ships no type information
 
+    replace = replace or {}
+    for name, source in replace.items():
+        if source.name != name:
+            raise HarnessError(f"replace: {name}: expected a directory named {name}, got {source}")
+    if fleet.regions_of(Cloud.GCP) and "bootstrap" not in replace and _uses_google(stacks_dir / "bootstrap"):
+        raise HarnessError(
+            "bootstrap: uses the Google provider, which cannot be installed offline; "
+            "deploy the aws_only(fleet) bootstrap (replace={'bootstrap': ...})"
+        )
     workdir.mkdir(parents=True, exist_ok=True)
-    runner = make_runner(workdir / "terraform")
+    runner = runner or make_runner(workdir / "terraform")
     with MotoServer(moto_server_binary(), log=workdir / "moto.log", env=MOTO_ENV) as moto:
         route53 = boto3.client(
             "route53",
@@ -400,16 +436,36 @@ def deploy_fleet(fleet: Fleet, stacks_dir: Path, workdir: Path) -> Iterator[Flee
         # The hosted zone pre-exists in every real account (the stacks look it up by name).
         zone = route53.create_hosted_zone(Name=fleet.global_.hosted_zone, CallerReference="llm-fleet-local")
         zone_id = zone["HostedZone"]["Id"].split("/")[-1]
-        gcp = {r.stack_name: r for r in fleet.regions if r.cloud.value == "gcp"}
-        copies = copy_stacks(stacks_dir, [n for n in fleet.stack_names() if n not in gcp], workdir / "stacks")
+        gcp = {r.stack_name: r for r in fleet.regions if r.cloud == Cloud.GCP}
+        copies: dict[str, Path] = {}
+        for name in (n for n in fleet.stack_names() if n not in gcp):
+            source = replace.get(name, stacks_dir / name)
+            copies |= copy_stacks(source.parent, [name], workdir / "stacks")
         for name, region in gcp.items():
             gcp_stand_in(workdir / "stacks" / name, name, region.region, fleet.global_.domain)
             copies[name] = workdir / "stacks" / name
         ordered = {name: copies[name] for name in fleet.stack_names() if name in copies}
         try:
             outputs = deploy_to_moto(runner, ordered, moto.endpoint)
-            yield FleetDeployment(moto.endpoint, ordered, outputs, zone_id)
+        except BaseException:
+            destroy_stacks(runner, ordered)  # best effort; the deploy's own error is the one raised
+            raise
+        deployment = FleetDeployment(moto.endpoint, ordered, outputs, zone_id)
+        failed = False
+        try:
+            yield deployment
+        except BaseException:
+            failed = True
+            raise
         finally:
-            errors = destroy_stacks(runner, ordered)
-            if errors:
+            errors = [] if deployment.destroyed else destroy_stacks(runner, ordered)
+            if errors and not failed:
                 raise HarnessError(f"destroy failed: {errors[0].splitlines()[0]}")
+
+
+def _uses_google(stack_dir: Path) -> bool:
+    try:
+        doc = json.loads((stack_dir / "cdk.tf.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return "google" in doc.get("terraform", {}).get("required_providers", {})

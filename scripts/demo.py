@@ -86,19 +86,45 @@ def synthesize(out: Path) -> list[str]:
 
 
 def deploy(synth_root: Path, workdir: Path, stack: contextlib.ExitStack) -> None:
-    """Apply bootstrap, every AWS region and global to moto; destroyed when `stack` closes."""
-    from infra.config import load_fleet
-    from infra.localcloud import deploy_fleet
+    """Apply bootstrap, every AWS region and global to moto; destroyed when `stack` closes.
 
+    With GCP regions in the fleet, the full bootstrap also holds the GCP workload identity
+    pool, and hashicorp/google cannot be installed offline: the bootstrap applied is the
+    AWS-only projection's, synthesized here (the same as the test tiers' deployment)."""
+    import yaml
+
+    from infra.catalog import Cloud
+    from infra.config import load_fleet
+    from infra.localcloud import aws_only, deploy_fleet
+
+    fleet = load_fleet()
+    replace: dict[str, Path] = {}
+    if fleet.regions_of(Cloud.GCP):
+        projection = workdir / "aws-only.yaml"
+        workdir.mkdir(parents=True, exist_ok=True)
+        data = aws_only(fleet).model_dump(mode="json", by_alias=True)
+        projection.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+        out = workdir / "aws-only.out"
+        argv = ["-m", "infra", "synth", "--file", str(projection), "--backend", "local", "--stack", "bootstrap"]
+        run_cli([*argv, "--out", str(out)], "python -m infra synth (AWS-only bootstrap)", 900)
+        replace["bootstrap"] = out / "stacks" / "bootstrap"
+        print("      bootstrap: the AWS-only projection's (hashicorp/google cannot be installed offline)")
     try:
-        deployment = stack.enter_context(deploy_fleet(load_fleet(), synth_root, workdir))
+        deployment = stack.enter_context(deploy_fleet(fleet, synth_root, workdir, replace=replace))
     except HarnessError as exc:
-        raise DemoError(f"offline deploy: {str(exc).splitlines()[0]}") from exc
+        raise DemoError(f"offline deploy: {_terraform_error(exc)}") from exc
     print(f"      moto_server at {deployment.endpoint}; applied {', '.join(deployment.dirs)}")
     for name, outputs in deployment.outputs.items():
         shown = {key: value for key, value in outputs.items() if isinstance(value, str | int)}
         if shown:
             print(f"      {name}: " + ", ".join(f"{key}={value}" for key, value in sorted(shown.items())[:4]))
+
+
+def _terraform_error(exc: HarnessError) -> str:
+    """One line: the failing command, and terraform's own `Error:` line when it printed one."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    detail = next((line for line in lines if line.startswith("Error:")), None)
+    return f"{lines[0]}: {detail}" if detail and lines else (lines[0] if lines else type(exc).__name__)
 
 
 def chat(region: LocalRegion) -> None:
@@ -236,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"demo: error: {exc}", file=sys.stderr)
         return 1
     except HarnessError as exc:  # raised while cleaning up (terraform destroy)
-        print(f"demo: error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        print(f"demo: error: {_terraform_error(exc)}", file=sys.stderr)
         return 1
     except openai.APIError as exc:
         print(f"demo: error: the local region answered {type(exc).__name__}: {exc}", file=sys.stderr)

@@ -15,6 +15,7 @@ tests run after every other test of the session, whatever order the paths were g
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,9 +24,8 @@ from typing import Any
 
 import pytest
 
-from infra.catalog import Cloud
-from infra.config import Fleet, load_fleet, parse_fleet
-from infra.localcloud import gcp_stand_in
+from infra.config import Fleet, load_fleet
+from infra.localcloud import FleetDeployment, aws_only, deploy_fleet
 from tests.infra import tfharness as tfh
 
 REPO = Path(__file__).resolve().parents[2]
@@ -45,17 +45,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def aws_side(fleet: Fleet) -> list[str]:
     """Every stack the AWS side builds: bootstrap, the AWS regions and global (not gcp-*)."""
     return [n for n in fleet.stack_names() if not n.startswith("gcp-")]
-
-
-def aws_only(fleet: Fleet) -> Fleet:
-    """The fleet without its GCP regions (same project, state bucket, repository, domain).
-
-    Its bootstrap stack has no Google provider. There is no offline mirror of
-    hashicorp/google, so terraform can only init, validate and apply the AWS-only bootstrap.
-    """
-    data = fleet.model_dump(mode="json", by_alias=True)
-    data["regions"] = [r for r in data["regions"] if r["cloud"] != Cloud.GCP.value]
-    return parse_fleet(data, "<aws-only projection>")
 
 
 @dataclass(frozen=True)
@@ -98,11 +87,31 @@ def tf(tmp_path_factory: pytest.TempPathFactory) -> tfh.TerraformRunner:
 @dataclass
 class MotoDeployment:
     fleet: Fleet
-    endpoint: str
-    dirs: dict[str, Path]
-    outputs: dict[str, dict[str, Any]]
-    zone_id: str
-    destroyed: bool = False
+    deployment: FleetDeployment
+
+    @property
+    def endpoint(self) -> str:
+        return self.deployment.endpoint
+
+    @property
+    def dirs(self) -> dict[str, Path]:
+        return self.deployment.dirs
+
+    @property
+    def outputs(self) -> dict[str, dict[str, Any]]:
+        return self.deployment.outputs
+
+    @property
+    def zone_id(self) -> str:
+        return self.deployment.zone_id
+
+    @property
+    def destroyed(self) -> bool:
+        return self.deployment.destroyed
+
+    @destroyed.setter
+    def destroyed(self, value: bool) -> None:
+        self.deployment.destroyed = value
 
     def client(self, service: str, region: str = "us-east-1") -> Any:
         import boto3
@@ -122,50 +131,19 @@ def moto_deployment(
 ) -> Iterator[MotoDeployment]:
     """Apply bootstrap, every AWS region and global to one moto_server; destroy at the end.
 
-    The bootstrap applied is the AWS-only projection's (`aws_only`): the default fleet's
-    bootstrap also holds the GCP workload identity pool, and hashicorp/google cannot be
-    installed offline. The regional and global stacks are the default fleet's own; the GCP
-    region is a provider-less stand-in that publishes the outputs global reads.
+    The same path as `make demo` (`infra.localcloud.deploy_fleet`). The bootstrap applied is
+    the AWS-only projection's (`aws_only`): the default fleet's bootstrap also holds the GCP
+    workload identity pool, and hashicorp/google cannot be installed offline. The regional
+    and global stacks are the default fleet's own; the GCP region is a provider-less
+    stand-in that publishes the outputs global reads.
     """
-    import boto3
-
     work = tmp_path_factory.mktemp("moto")
     fleet = local_synth.fleet
-    env = {
-        "MOTO_ACM_VALIDATION_WAIT": "0",  # certificates are ISSUED once their records exist
-        "MOTO_IAM_LOAD_MANAGED_POLICIES": "true",  # AmazonSSMManagedInstanceCore, ReadOnlyAccess, ...
-        "AWS_ACCESS_KEY_ID": "test",
-        "AWS_SECRET_ACCESS_KEY": "test",
-    }
     bootstrap = synth_stacks(aws_only(fleet), ["bootstrap"], work / "synth-bootstrap", "local")
-    with tfh.MotoServer(VENV_BIN / "moto_server", log=work / "moto.log", env=env) as moto:
-        r53 = boto3.client(
-            "route53",
-            region_name="us-east-1",
-            endpoint_url=moto.endpoint,
-            aws_access_key_id="test",
-            aws_secret_access_key="test",
-        )
-        # The hosted zone pre-exists in every real account (the stacks look it up by name).
-        zone = r53.create_hosted_zone(Name=fleet.global_.hosted_zone, CallerReference="llm-fleet-tests")
-        zone_id = zone["HostedZone"]["Id"].split("/")[-1]
-
-        names = aws_side(fleet)
-        copies = tfh.copy_stacks(bootstrap.root, ["bootstrap"], work / "stacks")
-        regional = [n for n in names if n not in ("bootstrap", "global")]
-        copies |= tfh.copy_stacks(local_synth.root, regional, work / "stacks")
-        for region in fleet.regions_of(Cloud.GCP):
-            d = work / "stacks" / region.stack_name
-            gcp_stand_in(d, region.stack_name, region.region, fleet.global_.domain)
-            copies[region.stack_name] = d
-        copies |= tfh.copy_stacks(local_synth.root, ["global"], work / "stacks")
-        ordered = {n: copies[n] for n in fleet.stack_names() if n in copies}
+    replace = {"bootstrap": bootstrap.dir("bootstrap")}
+    with contextlib.ExitStack() as stack:
         try:
-            outputs = tfh.deploy_to_moto(tf, ordered, moto.endpoint)
+            deployment = stack.enter_context(deploy_fleet(fleet, local_synth.root, work, replace=replace, runner=tf))
         except tfh.HarnessError as exc:
-            tfh.destroy_stacks(tf, ordered)
             pytest.fail(f"offline deploy failed: {exc}", pytrace=False)
-        deployment = MotoDeployment(fleet, moto.endpoint, ordered, outputs, zone_id)
-        yield deployment
-        if not deployment.destroyed:
-            tfh.destroy_stacks(tf, ordered)
+        yield MotoDeployment(fleet, deployment)
