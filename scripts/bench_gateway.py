@@ -23,7 +23,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,6 +34,7 @@ from pathlib import Path
 import httpx
 import psutil
 
+from service.engine_process import free_port
 from service.relay import usage_in
 from service.upstream import UpstreamPool
 
@@ -54,12 +54,6 @@ class Figure:
     ratio: float | None = None
     goal: str | None = None
     met: bool | None = None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _wait_200(url: str, process: subprocess.Popen[bytes], timeout_s: float) -> float:
@@ -96,7 +90,7 @@ def _engine_args(args: argparse.Namespace) -> list[str]:
 
 
 def vllm_time_to_ready(args: argparse.Namespace, log: Path) -> float:
-    port = _free_port()
+    port = free_port()
     argv = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", args.model]
     argv += ["--served-model-name", SERVED, "--host", "127.0.0.1", "--port", str(port), *_engine_args(args)]
     argv += args.engine_args.split(",") if args.engine_args else []
@@ -139,7 +133,7 @@ def start_gateway(args: argparse.Namespace, tmp: Path, *, cpus: set[int] | None 
     Polls the engine's /health and the gateway's /health/ready side by side, so the gateway's
     added time to ready (the engine's spawn delay plus warm-up and readiness after the engine is
     healthy) is measured within one start: separate starts of vLLM differ by seconds."""
-    port, engine_port = _free_port(), _free_port()
+    port, engine_port = free_port(), free_port()
     keys = tmp / "keys"
     keys.write_text(KEY + "\n")
     argv = [sys.executable, "-m", "service", "--model", args.model, "--served-model-name", SERVED]

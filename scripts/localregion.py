@@ -28,7 +28,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -38,6 +37,8 @@ from pathlib import Path
 
 import httpx
 import psutil
+
+from service.engine_process import free_port
 
 # One API key drives all the load here: raise its per-key rate limit far above the load
 # (the limiter itself stays on; tests/service/test_features_gateway.py exercises it).
@@ -54,12 +55,6 @@ FAIL_OPEN_SUFFIX = "-failopen"
 
 class LocalRegionError(RuntimeError):
     """A local component failed to start or stop; the message is one line for the operator."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str, interval_s: float = 0.1) -> float:

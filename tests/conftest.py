@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -20,6 +19,8 @@ from pathlib import Path
 import pytest
 import redis
 from hypothesis import settings
+
+from service.engine_process import free_port
 
 # vLLM on CPU binds every engine's OpenMP threads to core 0 by default ("auto"); with
 # several engines in one session (the shared engine, the resilience region, a restart)
@@ -34,12 +35,6 @@ settings.register_profile("repo", derandomize=True, database=None, print_blob=Tr
 settings.load_profile("repo")
 
 REDIS_START_TIMEOUT_S = 20.0
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="session")

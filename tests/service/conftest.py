@@ -14,7 +14,7 @@ import openai
 import pytest
 
 from tests.plugins.engine import ENGINE_START_TIMEOUT_S, PROBE_INTERVAL_S
-from tests.service.helpers import API_KEY, Gateway, start_gateway
+from tests.service.helpers import API_KEY, ATTACHED_ARGS, Gateway, start_gateway
 
 __all__ = ["ENGINE_START_TIMEOUT_S", "PROBE_INTERVAL_S"]
 
@@ -29,18 +29,7 @@ def attach(engine_url: str, tmp_path: Path) -> Iterator[AttachedFactory]:
     def factory(*args: str, name: str = "attached", engine: str | None = None) -> Gateway:
         gateway = start_gateway(
             tmp_path,
-            # Generous timeouts: the test machine is shared and often overloaded.
-            [
-                "--engine-url",
-                engine or engine_url,
-                "--probe-interval-s",
-                "1",
-                "--probe-timeout-s",
-                "60",
-                "--upstream-connect-timeout-s",
-                "30",
-                *args,
-            ],
+            ["--engine-url", engine or engine_url, *ATTACHED_ARGS, *args],
             name=f"{name}-{len(started)}",
         )
         started.append(gateway)

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import openai
 
-from tests.service.helpers import API_KEY, METRICS_TOKEN, Gateway, metric_value, start_gateway
+from tests.service.helpers import API_KEY, ATTACHED_ARGS, METRICS_TOKEN, Gateway, metric_value, start_gateway
 
 GATEWAY_READY_TIMEOUT_S = 120.0
 ENV_FEATURES = "LLM_SERVICE_FEATURES__"
@@ -30,17 +30,7 @@ def feature_gateway(
     """An attached gateway (no supervision), ready; stopped on exit."""
     gateway = start_gateway(
         tmp,
-        [
-            "--engine-url",
-            engine_url,
-            "--probe-interval-s",
-            "1",
-            "--probe-timeout-s",
-            "60",
-            "--upstream-connect-timeout-s",
-            "30",
-            *args,
-        ],
+        ["--engine-url", engine_url, *ATTACHED_ARGS, *args],
         name=name,
         env=env,
     )

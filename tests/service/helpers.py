@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,17 +13,16 @@ from pathlib import Path
 
 import httpx
 
+from service.engine_process import free_port
+
 REPO = Path(__file__).resolve().parents[2]
 TINY_MODEL = REPO / ".cache" / "tiny-model"
 SERVED = "tiny"
 API_KEY = "sk-test-service-key"
 METRICS_TOKEN = "metrics-test-token"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+# Flags of a gateway attached to the session's engine: generous timeouts, because the test
+# machine is shared and often loaded.
+ATTACHED_ARGS = ("--probe-interval-s", "1", "--probe-timeout-s", "60", "--upstream-connect-timeout-s", "30")
 
 
 def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str, interval_s: float = 0.1) -> float:
