@@ -61,13 +61,17 @@ def _wait_200(url: str, process: subprocess.Popen[bytes], timeout_s: float) -> f
     while time.monotonic() - started < timeout_s:
         if process.poll() is not None:
             raise RuntimeError(f"{process.args!r} exited with {process.returncode}")
-        try:
-            if httpx.get(url, timeout=1.0).status_code == 200:
-                return time.monotonic() - started
-        except httpx.HTTPError:
-            pass
+        if _ok(url):
+            return time.monotonic() - started
         time.sleep(0.02)
     raise RuntimeError(f"{url} not ready after {timeout_s} s")
+
+
+def _ok(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1.0).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def _stop(process: subprocess.Popen[bytes], group: bool) -> None:
@@ -118,13 +122,6 @@ class Start:
     def engine_own_s(self) -> float:
         """vLLM's own time to ready in this very start (from its spawn to its /health)."""
         return self.engine_healthy_s - self.engine_spawned_s
-
-
-def _ok(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1.0).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def start_gateway(args: argparse.Namespace, tmp: Path, *, cpus: set[int] | None = None) -> Start:
