@@ -19,12 +19,23 @@ right enough to reject impossible fleet files before anything is planned.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 
+from contract.facts import Cloud
 
-class Cloud(StrEnum):
-    AWS = "aws"
-    GCP = "gcp"
+__all__ = [
+    "AWS_GPU_OFFERINGS",
+    "AWS_REGIONS",
+    "GCP_GPU_OFFERINGS",
+    "GCP_REGIONS",
+    "GPUS",
+    "GPU_OFFERINGS",
+    "REGIONS",
+    "Cloud",
+    "GpuOffering",
+    "GpuSpec",
+    "InstanceType",
+    "RegionInfo",
+]
 
 
 @dataclass(frozen=True)

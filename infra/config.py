@@ -32,6 +32,10 @@ QUANTIZED_CHECKPOINTS: dict[tuple[str, str], str] = {
 }
 
 _NAME = r"^[a-z][a-z0-9-]{0,28}[a-z0-9]$"
+_Mirror = Annotated[str, Field(pattern=r"^(s3|gs)://[a-z0-9][a-z0-9.\-_]*(/.*)?$")]
+# The object store each cloud's instances read a weights mirror from.
+MIRROR_SCHEME = {Cloud.AWS: "s3://", Cloud.GCP: "gs://"}
+_SECRET_NAME = r"^[A-Za-z0-9/_+=.@-]+$"  # noqa: S105 - a name pattern, not a secret
 
 
 class _Frozen(BaseModel):
@@ -52,10 +56,20 @@ class ModelSpec(_Frozen):
     quantization: Quantization = Quantization.INT8
     # The repository the engine loads. Empty: a known quantized build of `id`, else `id`.
     checkpoint: str | None = None
-    max_model_len: int = Field(default=8192, ge=256, le=131072)
+    # Context length given to the engine; empty: the model's own (its config.json).
+    max_model_len: int | None = Field(default=None, ge=256, le=131072)
     gpu_memory_utilization: float = Field(default=0.90, gt=0.1, le=0.98)
-    # Object-store mirror of the weights (s3://... or gs://...); empty: the model hub.
-    weights_mirror: str | None = Field(default=None, pattern=r"^(s3|gs)://[a-z0-9][a-z0-9.\-_]*(/.*)?$")
+    # Object-store mirror of the weights: s3://... (AWS regions) or gs://... (GCP regions), or
+    # one per cloud ({aws: s3://..., gcp: gs://...}); empty (or a cloud left out): the model hub.
+    weights_mirror: _Mirror | dict[Literal["aws", "gcp"], _Mirror] | None = None
+
+    def mirror(self, cloud: Cloud) -> str | None:
+        """The weights mirror the instances of `cloud` read (None: the model hub)."""
+        if isinstance(self.weights_mirror, dict):
+            return self.weights_mirror.get(cloud.value)
+        if self.weights_mirror and self.weights_mirror.startswith(MIRROR_SCHEME[cloud]):
+            return self.weights_mirror
+        return None
 
     @property
     def engine_checkpoint(self) -> str:
@@ -88,7 +102,14 @@ class ServiceSpec(_Frozen):
     rate_limit_tpm: int = Field(default=200_000, ge=1)
     cache_ttl_s: int = Field(default=600, ge=0)
     # Secrets Manager (AWS) / Secret Manager (GCP) secret holding the API keys, one per line.
-    api_keys_secret: str = Field(default="llm-fleet-api-keys", pattern=r"^[A-Za-z0-9/_+=.@-]+$")
+    api_keys_secret: str = Field(default="llm-fleet-api-keys", pattern=_SECRET_NAME)
+    # Secret holding "username:token" for the image's registry; empty: the registry needs no
+    # login (a public image), or it is the cloud's own (ECR, Artifact Registry: the instance's role).
+    registry_secret: str | None = Field(default=None, pattern=_SECRET_NAME)
+    # Secret holding a Hugging Face token (gated models, hub rate limits); empty: none.
+    hf_token_secret: str | None = Field(default=None, pattern=_SECRET_NAME)
+    # Add a system instruction to answer in the language the user wrote in.
+    language_instruction: bool = False
     # Seconds from a cold boot to ready (image pull + weights + engine + warm-up); sizes the
     # ASG health-check grace period and the MIG autohealing initial delay.
     cold_start_s: int = Field(default=600, ge=60, le=3600)
@@ -388,6 +409,7 @@ def _semantic_errors(fleet: Fleet) -> list[FieldError]:
         errors.append(
             FieldError("global.mode", "global-accelerator works for AWS-only fleets; use latency-dns with gcp regions")
         )
+    errors += _mirror_errors(fleet)
     names = [p.name for p in fleet.routing.pools]
     for i, pool in enumerate(fleet.routing.pools):
         if names.index(pool.name) != i:
@@ -396,6 +418,27 @@ def _semantic_errors(fleet: Fleet) -> list[FieldError]:
     if len(local) > 1:
         errors.append(FieldError(f"routing.pools[{local[1]}].url", "only one pool can be the local engine (no url)"))
     return errors
+
+
+def _mirror_errors(fleet: Fleet) -> list[FieldError]:
+    mirror = fleet.model.weights_mirror
+    if isinstance(mirror, dict):
+        return [
+            FieldError(f"model.weights_mirror.{cloud}", f"'{url}' is not a {MIRROR_SCHEME[Cloud(cloud)]} url")
+            for cloud, url in mirror.items()
+            if not url.startswith(MIRROR_SCHEME[Cloud(cloud)])
+        ]
+    if mirror:
+        other = next((r for r in fleet.regions if not mirror.startswith(MIRROR_SCHEME[r.cloud])), None)
+        if other is not None:
+            return [
+                FieldError(
+                    "model.weights_mirror",
+                    f"'{mirror}' cannot serve {other.stack_name} ({other.cloud.value} reads "
+                    f"{MIRROR_SCHEME[other.cloud]}); give one per cloud: {{aws: s3://..., gcp: gs://...}}",
+                )
+            ]
+    return []
 
 
 # ---------------------------------------------------------------------------------------

@@ -94,7 +94,12 @@ def create_app(
         if settings.watch_aws:
             watchers.append(
                 asyncio.create_task(
-                    preemption.watch_aws(settings.aws_metadata_url, settings.aws_poll_interval_s, state.begin_drain)
+                    preemption.watch_aws(
+                        settings.aws_metadata_url,
+                        settings.aws_poll_interval_s,
+                        state.begin_drain,
+                        metrics.rebalance_recommendations.inc,
+                    )
                 )
             )
         if settings.watch_gcp:
@@ -107,7 +112,7 @@ def create_app(
             from prometheus_client import start_http_server
 
             metrics_server, _thread = start_http_server(
-                settings.metrics_port, addr=settings.host, registry=metrics.registry
+                settings.metrics_port, addr=settings.metrics_host, registry=metrics.registry
             )
         try:
             yield

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from typing import Any, get_origin
 
 from pydantic import BaseModel, ValidationError
 
-from service.settings import ENV_PREFIX, ServiceSettings
+from contract.instance import ENV_PREFIX
+from service.settings import ServiceSettings
 
 
 def flag_name(field: str) -> str:
@@ -28,6 +30,12 @@ def build_parser() -> argparse.ArgumentParser:
             f"Every flag is also an environment variable: {ENV_PREFIX}<FLAG> (e.g. {env_name('served_model_name')})."
         ),
         argument_default=argparse.SUPPRESS,
+    )
+    parser.add_argument(
+        "--print-settings",
+        action="store_true",
+        default=False,
+        help="print the settings in force (flags, environment, defaults; secrets masked) as JSON and exit",
     )
     for name, info in ServiceSettings.model_fields.items():
         if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
@@ -53,9 +61,18 @@ def _describe(error: Any) -> str:
     return f"{flag_name(field)} ({env_name(field)}): {message}"
 
 
+def _flagged(message: str) -> str:
+    """'field: why' -> '--field (LLM_SERVICE_FIELD): why' when the field is a setting."""
+    field, sep, rest = message.partition(": ")
+    if sep and field in ServiceSettings.model_fields:
+        return f"{flag_name(field)} ({env_name(field)}): {rest}"
+    return message
+
+
 def parse_settings(argv: Sequence[str]) -> ServiceSettings:
     """Settings from flags over the environment; raises SystemExit(2) with one line per mistake."""
     args = vars(build_parser().parse_args(argv))
+    args.pop("print_settings", None)
     try:
         return ServiceSettings(**args)
     except ValidationError as exc:
@@ -64,15 +81,34 @@ def parse_settings(argv: Sequence[str]) -> ServiceSettings:
         raise SystemExit(2) from None
 
 
+def settings_document(settings: ServiceSettings) -> dict[str, Any]:
+    """The settings in force as JSON-ready data: the features resolved, secrets masked."""
+    document: dict[str, Any] = settings.model_dump(mode="json")
+    document["features"] = settings.resolved_features().model_dump(mode="json")
+    return document
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    settings = parse_settings(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    settings = parse_settings(argv)
+    if "--print-settings" in argv:
+        try:
+            print(json.dumps(settings_document(settings), indent=2, sort_keys=True))
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        return 0
     from service.logs import configure_logging
 
     configure_logging(settings.log_level)
     try:
         settings.load_api_keys()  # an unusable key file stops us before anything starts
+        if settings.supervised:
+            from service.engine_process import check_model_context
+
+            check_model_context(settings)  # a context the model cannot serve, before vLLM starts
     except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_flagged(str(exc))}", file=sys.stderr)
         return 2
     engine = None
     if settings.supervised:

@@ -3,18 +3,29 @@
 Only the standard library and the settings: `python -m service` starts the engine with it
 before importing the web stack, so the engine's long start overlaps the gateway's own
 (about a second of imports), and the gateway is ready as soon as vLLM is.
+
+The engine never outlives the gateway: it starts through `service.engine_launch`, which ties
+it to the gateway with a parent-death signal (a SIGKILLed gateway takes its engine along).
+Its output passes through the gateway (to the engine log file, or the gateway's stdout), which
+keeps the last lines: an engine that exits during start with a configuration error (vLLM
+rejects a setting) is recognised there, so the supervisor fails at once, naming the setting,
+instead of restarting an engine that can never start.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import json
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
@@ -25,6 +36,20 @@ log = logging.getLogger("service.engine")
 
 ENGINE_HOST = "127.0.0.1"
 _EXIT_POLL_S = 0.05  # how often an exit is looked for (it is noticed within this)
+_TAIL_LINES = 200  # engine output kept for the configuration-error check
+# vLLM's verdicts on its own configuration: a pydantic validation error of one of its config
+# classes (the message follows on the next lines), or an argparse error.
+_CONFIG_ERROR = re.compile(r"ValidationError: \d+ validation errors? for (\w*Config)\b")
+_ARG_ERROR = re.compile(r"error: (argument --[\w-]+: .*)$")
+_VALUE_ERROR = re.compile(r"^\s*(?:Value error, )?(.*\S)")
+# Engine settings of the gateway, by the name vLLM uses for them in its messages.
+_ENGINE_FLAGS = {
+    "max_model_len": "--max-model-len",
+    "quantization": "--quantization",
+    "gpu_memory_utilization": "--gpu-memory-utilization",
+    "served_model_name": "--served-model-name",
+    "model": "--model",
+}
 
 
 def free_port(host: str = ENGINE_HOST) -> int:
@@ -52,14 +77,52 @@ def engine_argv(settings: ServiceSettings, port: int, *, gpu: bool) -> list[str]
         ENGINE_HOST,
         "--port",
         str(port),
-        "--max-model-len",
-        str(settings.max_model_len),
     ]
+    if settings.max_model_len is not None:  # unset: the model's own context
+        argv += ["--max-model-len", str(settings.max_model_len)]
     if settings.quantization:
         argv += ["--quantization", settings.quantization]
     if gpu:
         argv += ["--gpu-memory-utilization", str(settings.gpu_memory_utilization)]
     return argv + list(settings.engine_args)
+
+
+def check_model_context(settings: ServiceSettings) -> None:
+    """For a model on disk, a `max_model_len` above its context fails before the engine starts.
+    Raises ValueError naming the flag."""
+    if settings.model is None or settings.max_model_len is None:
+        return
+    try:
+        config = json.loads((Path(settings.model) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # a hub id, or no readable config: the engine decides
+    context = config.get("max_position_embeddings") if isinstance(config, dict) else None
+    if isinstance(context, int) and settings.max_model_len > context:
+        raise ValueError(
+            f"max_model_len: {settings.max_model_len} is above the model's context ({context}, "
+            f"max_position_embeddings in {settings.model}/config.json); leave it unset to use the model's own"
+        )
+
+
+def config_error(lines: list[str]) -> str | None:
+    """vLLM's own verdict on its configuration in its output, as one line naming the flag."""
+    for index, line in enumerate(lines):
+        match = _ARG_ERROR.search(line)
+        if match:
+            return f"engine rejected its arguments: {match.group(1)}"
+        if _CONFIG_ERROR.search(line):
+            detail = next(
+                (
+                    m.group(1)
+                    for later in lines[index + 1 : index + 4]
+                    if (m := _VALUE_ERROR.match(later)) and not later.strip().startswith("For further")
+                ),
+                line.strip(),
+            )
+            detail = detail.split(" [type=")[0]
+            flag = next((flag for name, flag in _ENGINE_FLAGS.items() if name in detail), "--engine-args")
+            return f"engine configuration error ({flag}): {detail}"
+    return None
 
 
 class EngineProcess:
@@ -79,6 +142,8 @@ class EngineProcess:
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
         self._adoptable = False
+        self._tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
+        self._pump: threading.Thread | None = None
         self.port = 0
 
     @property
@@ -102,15 +167,39 @@ class EngineProcess:
         if settings.engine_log_file is not None and self._log is None:
             self._log = settings.engine_log_file.open("ab")
         log.info("starting engine", extra={"argv": argv})
+        launcher = [sys.executable, "-m", "service.engine_launch", str(os.getpid()), "--"]
+        self._tail.clear()
         self._process = subprocess.Popen(
-            argv,
+            launcher + argv,
             stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT if self._log else None,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        assert self._process.stdout is not None
+        self._pump = threading.Thread(
+            target=self._copy_output, args=(self._process.stdout,), name="engine-output", daemon=True
+        )
+        self._pump.start()
         self._adoptable = True
         return self.url
+
+    def _copy_output(self, source: IO[bytes]) -> None:
+        """Engine output -> the engine log (or this process's stdout); the last lines kept."""
+        sink = self._log if self._log is not None else sys.stdout.buffer
+        with contextlib.suppress(OSError, ValueError):
+            for line in iter(source.readline, b""):
+                self._tail.append(line.decode("utf-8", "replace").rstrip())
+                with contextlib.suppress(OSError, ValueError):
+                    sink.write(line)
+                    sink.flush()
+        source.close()
+
+    def config_error(self) -> str | None:
+        """The configuration error the engine printed before it exited, if any (after its exit)."""
+        if self._pump is not None:
+            self._pump.join(timeout=5)  # the exited engine's last lines
+        return config_error(list(self._tail))
 
     async def spawn(self) -> str:
         """The engine's URL: the one `start()` began if not yet adopted, else a new one."""
@@ -156,6 +245,9 @@ class EngineProcess:
         self.close()
 
     def close(self) -> None:
+        if self._pump is not None:
+            self._pump.join(timeout=5)
+            self._pump = None
         if self._log is not None:
             self._log.close()
             self._log = None

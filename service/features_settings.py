@@ -4,8 +4,9 @@ limits, intent routing across model pools and multilingual answers.
 Each class is a nested section of the gateway's settings (`ServiceSettings.features`;
 pydantic-settings reads them from the environment with a `__` delimiter, e.g.
 `LLM_SERVICE_FEATURES__CACHE__TTL_S=300`).
-`FeaturesSettings.from_fleet` derives the defaults that the fleet file owns (rate limits,
-cache TTL, pools), so one `regions.yaml` keeps driving every instance.
+On an instance, the fleet file's values (rate limits, cache TTL, pools, the language
+instruction) arrive in these variables through the instance contract
+(`contract.instance.FeaturesContract`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-from infra.config import Fleet, PoolSpec
+from contract.instance import PoolRoute
 
 
 class _Section(BaseModel):
@@ -76,7 +77,7 @@ class RoutingSettings(_Section):
     """Intent routing: `auto` (or `default_model`) is classified and sent to a pool."""
 
     default_model: str = Field(default="auto", min_length=1)
-    pools: tuple[PoolSpec, ...] = ()
+    pools: tuple[PoolRoute, ...] = ()
     # Remote pools (a `url`): the gateway's own client to them, with its own timeouts.
     remote_connect_timeout_s: float = Field(default=5.0, gt=0)
     remote_read_timeout_s: float = Field(default=300.0, gt=0, description="per chunk")
@@ -110,22 +111,3 @@ class FeaturesSettings(_Section):
     rate_limit: RateLimitSettings = RateLimitSettings()
     routing: RoutingSettings = RoutingSettings()
     language: LanguageSettings = LanguageSettings()
-
-    @classmethod
-    def from_fleet(cls, fleet: Fleet, *, redis_url: str | None = None) -> FeaturesSettings:
-        """Defaults from the fleet file; `redis_url` turns on the region-wide tiers."""
-        svc = fleet.service
-        return cls(
-            # cache_ttl_s: 0 in the fleet file turns the cache off.
-            cache=CacheSettings(
-                enabled=svc.cache_ttl_s > 0,
-                ttl_s=float(svc.cache_ttl_s) if svc.cache_ttl_s > 0 else CacheSettings().ttl_s,
-                redis_url=redis_url,
-            ),
-            rate_limit=RateLimitSettings(
-                requests_per_minute=svc.rate_limit_rpm,
-                tokens_per_minute=svc.rate_limit_tpm,
-                redis_url=redis_url,
-            ),
-            routing=RoutingSettings(default_model=fleet.routing.default_model, pools=fleet.routing.pools),
-        )

@@ -41,6 +41,11 @@ class GatewayMetrics:
         )
         self.in_flight = Gauge("llm_gateway_requests_in_flight", "API requests being served.", registry=r)
         self.engine_restarts = Counter("llm_gateway_engine_restarts", "Engine restarts by the supervisor.", registry=r)
+        self.rebalance_recommendations = Counter(
+            "llm_gateway_rebalance_recommendations",
+            "AWS rebalance recommendations seen (logged; not a drain: only an interruption notice drains).",
+            registry=r,
+        )
         self.engine_requests = Counter(
             "llm_gateway_engine_requests", "Requests forwarded to the engine.", ("route",), registry=r
         )

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from infra.config import PoolSpec
+from contract.instance import PoolRoute
 from service.features_settings import RoutingSettings
 from service.intent import Intent, classify
 
@@ -50,7 +50,7 @@ class Pool:
         return self.url is None
 
     @classmethod
-    def from_spec(cls, spec: PoolSpec) -> Pool:
+    def from_spec(cls, spec: PoolRoute) -> Pool:
         return cls(
             name=spec.name,
             model=spec.model,

@@ -1,7 +1,11 @@
-"""Cloud preemption watchers: AWS spot interruption / rebalance (IMDSv2) and GCP preemption.
+"""Cloud preemption watchers: AWS spot interruption (IMDSv2) and GCP preemption.
 
 Each watcher calls `notify(reason)` once when its cloud announces that the instance goes
-away. Transient metadata errors are logged and retried; they never stop the watcher.
+away. An AWS rebalance recommendation is not such an announcement (the instance may run for
+hours, and capacity rebalancing starts its replacement first): it is logged and counted
+(`on_rebalance`, once), readiness stays as it is, and the watcher keeps polling for the
+interruption notice. Transient metadata errors are logged and retried; they never stop the
+watcher.
 """
 
 from __future__ import annotations
@@ -15,17 +19,18 @@ import httpx
 log = logging.getLogger("service.preemption")
 
 _AWS_TOKEN_TTL_S = 21600
-_AWS_NOTICES = (
-    ("/latest/meta-data/spot/instance-action", "aws spot interruption notice"),
-    ("/latest/meta-data/events/recommendations/rebalance", "aws rebalance recommendation"),
-)
+_AWS_INTERRUPTION = "/latest/meta-data/spot/instance-action"
+_AWS_REBALANCE = "/latest/meta-data/events/recommendations/rebalance"
 _GCP_PREEMPTED = "/computeMetadata/v1/instance/preempted"
 
 
-async def watch_aws(base_url: str, interval_s: float, notify: Callable[[str], None]) -> None:
-    """Poll IMDSv2 (a session token, then the two notice paths; 404 means no notice)."""
+async def watch_aws(
+    base_url: str, interval_s: float, notify: Callable[[str], None], on_rebalance: Callable[[], None] = lambda: None
+) -> None:
+    """Poll IMDSv2 (a session token, then the notice paths; 404 means no notice)."""
     async with httpx.AsyncClient(base_url=base_url, timeout=2.0, trust_env=False) as client:
         token: str | None = None
+        rebalance_seen = False
         while True:
             try:
                 if token is None:
@@ -34,15 +39,24 @@ async def watch_aws(base_url: str, interval_s: float, notify: Callable[[str], No
                     )
                     response.raise_for_status()
                     token = response.text
-                for path, reason in _AWS_NOTICES:
-                    response = await client.get(path, headers={"X-aws-ec2-metadata-token": token})
-                    if response.status_code == 401:
-                        token = None  # expired: fetch a new one next turn
-                        break
-                    if response.status_code == 200:
-                        log.warning("preemption notice", extra={"reason": reason, "notice": response.text[:200]})
-                        notify(reason)
-                        return
+                headers = {"X-aws-ec2-metadata-token": token}
+                response = await client.get(_AWS_INTERRUPTION, headers=headers)
+                if response.status_code == 200:
+                    reason = "aws spot interruption notice"
+                    log.warning("preemption notice", extra={"reason": reason, "notice": response.text[:200]})
+                    notify(reason)
+                    return
+                if response.status_code == 401:
+                    token = None  # expired: fetch a new one next turn
+                elif not rebalance_seen:
+                    rebalance = await client.get(_AWS_REBALANCE, headers=headers)
+                    if rebalance.status_code == 200:
+                        rebalance_seen = True
+                        log.warning(
+                            "rebalance recommendation: not draining (no interruption notice)",
+                            extra={"notice": rebalance.text[:200]},
+                        )
+                        on_rebalance()
             except httpx.HTTPError as exc:
                 log.warning("IMDS poll failed", extra={"error": f"{type(exc).__name__}: {exc}"})
             await asyncio.sleep(interval_s)

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import math
 import signal
+import sys
 from collections.abc import Callable, Generator
 
 import uvicorn
@@ -65,7 +66,7 @@ def serve(settings: ServiceSettings, engine_process: EngineProcess | None = None
         access_log=False,
         log_config=None,
         server_header=False,
-        timeout_keep_alive=75,  # above the ALB's 60 s idle timeout
+        timeout_keep_alive=math.ceil(settings.keepalive_s),  # outlasts every load balancer (contract.facts)
         timeout_graceful_shutdown=max(math.ceil(settings.drain_finish_s), 1),
         backlog=2048,
     )
@@ -78,4 +79,6 @@ def serve(settings: ServiceSettings, engine_process: EngineProcess | None = None
     server.run()
     if not server.started and state.exit_code == 0:
         return 1
+    if state.exit_code != 0 and state.exit_reason:
+        print(f"error: {state.exit_reason}", file=sys.stderr, flush=True)
     return state.exit_code

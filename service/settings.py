@@ -4,21 +4,21 @@ Environment variables use the prefix ``LLM_SERVICE_`` (``--served-model-name`` -
 ``LLM_SERVICE_SERVED_MODEL_NAME``). The nested ``features`` section (cache, fallback,
 rate limits, routing, languages) uses ``__`` as the delimiter:
 ``LLM_SERVICE_FEATURES__CACHE__TTL_S=300``. Command-line flags win over the environment,
-the environment over the fleet file (``--fleet-file``), the fleet file over the defaults.
+the environment over the defaults. On an instance the environment is the instance contract
+(`contract.instance.ServiceContract`) that `infra` rendered from the fleet file.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Literal, Self
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from infra.config import FleetConfigError, load_fleet
+from contract.facts import AWS, GATEWAY_KEEPALIVE_S, GCP, METRICS_HOST, SERVICE_PORT
+from contract.instance import ENV_PREFIX
 from service.features_settings import FeaturesSettings
-
-ENV_PREFIX = "LLM_SERVICE_"
 
 
 def _split_csv(value: object) -> object:
@@ -51,7 +51,9 @@ class ServiceSettings(BaseSettings):
     quantization: str | None = Field(
         default=None, description="vLLM --quantization method; empty: read from the checkpoint (W8A8, GPTQ)"
     )
-    max_model_len: int = Field(default=8192, ge=16, le=1_048_576, description="engine context length")
+    max_model_len: int | None = Field(
+        default=None, ge=16, le=1_048_576, description="engine context length; empty: the model's own"
+    )
     gpu_memory_utilization: float = Field(default=0.90, gt=0.05, le=0.99, description="GPU memory share (GPU only)")
     device: Literal["auto", "gpu", "cpu"] = Field(
         default="auto", description="auto: gpu when an NVIDIA device node exists"
@@ -62,7 +64,9 @@ class ServiceSettings(BaseSettings):
     )
     engine_log_file: Path | None = Field(default=None, description="engine stdout/stderr file; empty: inherit")
     engine_start_timeout_s: float = Field(default=900.0, gt=0, description="engine start + warm-up limit")
-    engine_stop_timeout_s: float = Field(default=20.0, gt=0, description="SIGTERM -> SIGKILL grace for the engine")
+    engine_stop_timeout_s: float = Field(
+        default=AWS.drain.engine_stop_s, gt=0, description="SIGTERM -> SIGKILL grace for the engine"
+    )
     probe_interval_s: float = Field(default=5.0, gt=0, description="background 1-token probe period")
     probe_timeout_s: float = Field(default=10.0, gt=0, description="1-token probe timeout")
     hang_threshold_s: float = Field(
@@ -74,7 +78,7 @@ class ServiceSettings(BaseSettings):
 
     # --- the gateway ----------------------------------------------------------------------
     host: str = Field(default="0.0.0.0", description="gateway bind address")  # noqa: S104 - container port
-    port: int = Field(default=8000, ge=1, le=65535, description="gateway port")
+    port: int = Field(default=SERVICE_PORT, ge=1, le=65535, description="gateway port")
     api_keys_file: Path | None = Field(default=None, description="file with API keys, one per line")
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list, description="API keys, comma-separated (prefer the file)"
@@ -90,6 +94,14 @@ class ServiceSettings(BaseSettings):
     upstream_read_timeout_s: float = Field(default=300.0, gt=0, description="engine read timeout (per chunk)")
     upstream_max_connections: int = Field(default=1024, ge=1, description="engine connection pool size")
     metrics_port: int | None = Field(default=None, ge=1, le=65535, description="serve /metrics on its own port")
+    metrics_host: str = Field(
+        default=METRICS_HOST, description="bind address of the metrics port (it answers without credentials)"
+    )
+    keepalive_s: float = Field(
+        default=GATEWAY_KEEPALIVE_S,
+        gt=0,
+        description="idle keep-alive of client connections; above every load balancer's idle timeout",
+    )
     metrics_token: SecretStr | None = Field(default=None, description="bearer token for /metrics on the main port")
     log_level: Literal["debug", "info", "warning", "error"] = Field(default="info", description="log level")
     access_log: bool = Field(
@@ -98,13 +110,21 @@ class ServiceSettings(BaseSettings):
 
     # --- drain ------------------------------------------------------------------------------
     drain_serve_s: float = Field(
-        default=35.0, ge=0, description="keep serving after readiness goes 503 (LB deregistration)"
+        default=AWS.drain.serve_s, ge=0, description="keep serving after readiness goes 503 (LB deregistration)"
     )
-    drain_finish_s: float = Field(default=60.0, ge=0, description="then wait this long for in-flight requests")
-    gcp_drain_serve_s: float = Field(default=10.0, ge=0, description="serve window on GCP preemption (30 s notice)")
-    gcp_drain_finish_s: float = Field(default=15.0, ge=0, description="finish window on GCP preemption")
+    drain_finish_s: float = Field(
+        default=AWS.drain.finish_s, ge=0, description="then wait this long for in-flight requests"
+    )
+    gcp_drain_serve_s: float = Field(
+        default=GCP.preemption_drain.serve_s, ge=0, description="serve window on GCP preemption (30 s notice)"
+    )
+    gcp_drain_finish_s: float = Field(
+        default=GCP.preemption_drain.finish_s, ge=0, description="finish window on GCP preemption"
+    )
     retry_after_s: int = Field(default=5, ge=1, description="Retry-After on 503 while draining")
-    watch_aws: bool = Field(default=False, description="poll IMDSv2 for spot interruption and rebalance notices")
+    watch_aws: bool = Field(
+        default=False, description="poll IMDSv2 for the spot interruption notice (rebalance: counted, no drain)"
+    )
     watch_gcp: bool = Field(default=False, description="watch the GCP metadata server for preemption")
     aws_metadata_url: str = Field(default="http://169.254.169.254", pattern=r"^https?://", description="IMDS base")
     gcp_metadata_url: str = Field(
@@ -113,10 +133,6 @@ class ServiceSettings(BaseSettings):
     aws_poll_interval_s: float = Field(default=2.0, gt=0, description="IMDS poll period (detect <= 5 s)")
 
     # --- features: cache, timeout fallback, rate limits, intent routing, languages ----------
-    fleet_file: Path | None = Field(
-        default=None,
-        description="fleet file (regions.yaml): rate limits, cache TTL and routing pools; environment overrides it",
-    )
     redis_url: str | None = Field(
         default=None,
         pattern=r"^(redis|rediss|unix)://",
@@ -147,18 +163,10 @@ class ServiceSettings(BaseSettings):
         return self.engine_url is None
 
     def resolved_features(self) -> FeaturesSettings:
-        """The feature settings in force: defaults, then the fleet file, then what the
-        environment set explicitly; `redis_url` fills both Redis tiers unless a section
-        names its own. Raises ValueError naming the setting."""
-        base: dict[str, Any] = {}
-        if self.fleet_file is not None:
-            try:
-                fleet = load_fleet(self.fleet_file)
-            except FleetConfigError as exc:
-                first = str(exc).splitlines()[0] if str(exc) else "invalid"
-                raise ValueError(f"fleet_file: {first}") from None
-            base = FeaturesSettings.from_fleet(fleet).model_dump(exclude_defaults=True)
-        merged = _deep_merge(base, self.features.model_dump(exclude_unset=True))
+        """The feature settings in force: defaults, then what the environment set explicitly;
+        `redis_url` fills both Redis tiers unless a section names its own. Raises ValueError
+        naming the setting."""
+        merged = self.features.model_dump(exclude_unset=True)
         if self.redis_url is not None:
             for section in ("cache", "rate_limit"):
                 merged.setdefault(section, {}).setdefault("redis_url", self.redis_url)
@@ -185,13 +193,3 @@ class ServiceSettings(BaseSettings):
                 "api_keys_file: no API keys configured (--api-keys-file, LLM_SERVICE_API_KEYS or --auth-disabled)"
             )
         return tuple(key.encode("utf-8") for key in keys)
-
-
-def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out

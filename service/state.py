@@ -26,6 +26,7 @@ class ServiceState:
     gateway: Gateway
     in_flight: InFlight
     exit_code: int = 0
+    exit_reason: str | None = None  # why a failing exit happened (printed as the last line)
     # Set by the server runner: stop accepting, finish, run the lifespan shutdown.
     stop_server: Callable[[], None] = field(default=lambda: None)
 
@@ -35,7 +36,8 @@ class ServiceState:
 
     def request_exit(self, code: int, reason: str) -> None:
         log.warning("service exiting", extra={"exit_code": code, "reason": reason})
-        self.exit_code = max(self.exit_code, code)
+        if code > self.exit_code:
+            self.exit_code, self.exit_reason = code, reason
         self.stop_server()
 
     def begin_drain(self, reason: str, *, gcp: bool = False) -> None:

@@ -75,11 +75,10 @@ class EngineSupervisor:
             await self.process.stop()
             if not up:
                 failures += 1
+            if self.health.phase is EnginePhase.FAILED:
+                return
             if failures > self.settings.restart_limit:
-                reason = f"engine failed to start {failures} times in a row; giving up"
-                self.health.set(EnginePhase.FAILED, reason)
-                log.error(reason)
-                self.on_fatal(reason)
+                self._give_up(f"engine failed to start {failures} times in a row; giving up")
                 return
             delay = min(
                 self.settings.restart_backoff_s * 2 ** max(failures - 1, 0), self.settings.restart_backoff_max_s
@@ -96,6 +95,9 @@ class EngineSupervisor:
         while not await self.client.healthy(timeout_s=2.0):
             if self._exited():
                 self.health.set(EnginePhase.DEAD, f"engine exited during start (code {self._returncode()})")
+                if self.process is not None and (error := self.process.config_error()):
+                    # The same settings fail the same way every time: no restart loop.
+                    self._give_up(error)
                 return False
             if time.monotonic() > deadline:
                 self.health.set(EnginePhase.DEAD, "engine did not start in time")
@@ -142,6 +144,11 @@ class EngineSupervisor:
         finally:
             if exited is not None and not exited.done():
                 exited.cancel()
+
+    def _give_up(self, reason: str) -> None:
+        self.health.set(EnginePhase.FAILED, reason)
+        log.error(reason)
+        self.on_fatal(reason)
 
     def _probe_ok(self, latency: float) -> None:
         self.health.last_probe_ok = time.monotonic()

@@ -10,7 +10,6 @@ autoscale metric.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Mapping, Sequence
 
 from cdktf import TerraformResourceLifecycle, Token
@@ -50,7 +49,7 @@ from cdktf_cdktf_provider_aws.vpc_security_group_egress_rule import VpcSecurityG
 from cdktf_cdktf_provider_aws.vpc_security_group_ingress_rule import VpcSecurityGroupIngressRule
 from constructs import Construct
 
-from infra.boot import GPU_UTILIZATION_METRIC, IN_FLIGHT_METRIC, LIFECYCLE_HOOK, METRICS_NAMESPACE
+from infra.boot import GPU_UTILIZATION_METRIC, IN_FLIGHT_METRIC, LIFECYCLE_HOOK, METRICS_NAMESPACE, aws_user_data
 
 # Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04): driver, docker and the NVIDIA
 # container toolkit preinstalled. Resolved by EC2 at launch, so synth never calls AWS and new
@@ -133,7 +132,7 @@ class AwsGpuGroup(Construct):
             update_default_version=True,
             ebs_optimized="true",
             iam_instance_profile=LaunchTemplateIamInstanceProfile(arn=instance_profile_arn),
-            user_data=base64.b64encode(user_data.encode()).decode(),
+            user_data=aws_user_data(user_data),
             metadata_options=LaunchTemplateMetadataOptions(
                 http_endpoint="enabled",
                 http_tokens="required",

@@ -72,7 +72,7 @@ class AwsRegionStack(FleetStack):
             account_id=account.account_id,
             partition=partition,
             api_keys_secret=fleet.service.api_keys_secret,
-            weights_mirror=fleet.model.weights_mirror,
+            weights_mirror=fleet.model.mirror(Cloud.AWS),
             metrics_namespace=METRICS_NAMESPACE,
             asg_name=asg_name,
         )

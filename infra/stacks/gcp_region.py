@@ -61,7 +61,7 @@ class GcpRegionStack(FleetStack):
             name=name,
             project=project,
             api_keys_secret=fleet.service.api_keys_secret,
-            weights_mirror=fleet.model.weights_mirror,
+            weights_mirror=fleet.model.mirror(Cloud.GCP),
         )
         self.network = GcpNetwork(
             self,
@@ -72,7 +72,7 @@ class GcpRegionStack(FleetStack):
             instance_service_account=self.identity.account.email,
         )
         self.health = GcpHealthChecks(self, "health", name=name, region=region.region, port=port)
-        boot, drain = startup_script(fleet, region), shutdown_script()
+        boot, drain = startup_script(fleet, region), shutdown_script(fleet, region)
         self.templates: dict[str, GcpInstanceTemplate] = {}
         self.pools: dict[str, GcpGpuPool] = {}
         for pool, size in pool_sizes(region).items():

@@ -8,6 +8,7 @@ import pytest
 from pydantic import BaseModel, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from infra.boot import instance_contract
 from infra.config import DEFAULT_FLEET_FILE, Fleet, load_fleet, parse_fleet_text
 from service.features_settings import FeaturesSettings, RoutingSettings
 from service.intent import Intent
@@ -28,8 +29,14 @@ def fleet_with_pools(text: str = POOLS_YAML) -> Fleet:
     return parse_fleet_text(base + text, "regions.yaml")
 
 
+def features_of(fleet: Fleet) -> FeaturesSettings:
+    """The feature settings an instance of the fleet's first region runs with (its contract)."""
+    contract = instance_contract(fleet, fleet.regions[0])
+    return FeaturesSettings.model_validate(contract.service.features.model_dump())
+
+
 def router() -> PoolRouter:
-    settings = FeaturesSettings.from_fleet(fleet_with_pools())
+    settings = features_of(fleet_with_pools())
     return PoolRouter.from_settings(settings.routing, local_model="qwen-general")
 
 
@@ -86,7 +93,7 @@ routing:
     - {name: chat, model: chat, intents: [general], url: "http://127.0.0.1:9"}
 """
     )
-    r = PoolRouter.from_settings(RoutingSettings(pools=fleet.routing.pools), local_model="unused")
+    r = PoolRouter.from_settings(features_of(fleet).routing, local_model="unused")
     assert r.pool_for_intent(Intent.MATH).name == "chat"
     assert r.pool_for_intent(Intent.CODE).name == "big"
     assert r.pool_for_intent(Intent.CODE).is_local
@@ -104,15 +111,12 @@ def test_no_pools_means_the_local_engine_takes_everything() -> None:
 
 def test_settings_from_the_fleet_file() -> None:
     fleet = load_fleet()
-    s = FeaturesSettings.from_fleet(fleet, redis_url="redis://cache.internal:6379/0")
+    s = features_of(fleet)
     assert s.rate_limit.requests_per_minute == 100 == fleet.service.rate_limit_rpm
     assert s.rate_limit.tokens_per_minute == fleet.service.rate_limit_tpm
     assert s.cache.ttl_s == fleet.service.cache_ttl_s
-    assert s.cache.redis_url == s.rate_limit.redis_url == "redis://cache.internal:6379/0"
     assert s.routing.default_model == "auto"
-    off = FeaturesSettings.from_fleet(
-        fleet.model_copy(update={"service": fleet.service.model_copy(update={"cache_ttl_s": 0})})
-    )
+    off = features_of(fleet.model_copy(update={"service": fleet.service.model_copy(update={"cache_ttl_s": 0})}))
     assert not off.cache.enabled
 
 

@@ -1,4 +1,4 @@
-"""The gateway's `features` settings: fleet file under the environment, --redis-url, errors."""
+"""The gateway's `features` settings: from the instance contract's environment, --redis-url, errors."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from infra.config import DEFAULT_FLEET_FILE
+from infra.boot import instance_contract
+from infra.config import DEFAULT_FLEET_FILE, load_fleet
 from service.cli import parse_settings
 
 BASE = ["--engine-url", "http://127.0.0.1:9", "--served-model-name", "tiny", "--auth-disabled"]
@@ -28,14 +29,17 @@ def fleet_file(tmp_path: Path) -> Path:
     return path
 
 
-def test_fleet_file_gives_the_defaults_and_the_environment_wins(
+def test_the_instance_contract_gives_the_features_and_redis_url_fills_both_tiers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("LLM_SERVICE_FEATURES__RATE_LIMIT__TOKENS_PER_MINUTE", "1234")
-    settings = parse_settings([*BASE, "--fleet-file", str(fleet_file(tmp_path)), "--redis-url", "redis://r:6379/0"])
+    fleet = load_fleet(fleet_file(tmp_path))
+    for key, value in instance_contract(fleet, fleet.regions[0]).service.env().items():
+        if key.startswith("LLM_SERVICE_FEATURES__"):
+            monkeypatch.setenv(key, value)
+    settings = parse_settings([*BASE, "--redis-url", "redis://r:6379/0"])
     features = settings.resolved_features()
-    assert features.rate_limit.requests_per_minute == 40  # fleet file
-    assert features.rate_limit.tokens_per_minute == 1234  # environment over the fleet file
+    assert features.rate_limit.requests_per_minute == 40
+    assert features.rate_limit.tokens_per_minute == 9000
     assert not features.cache.enabled  # cache_ttl_s: 0
     assert [p.name for p in features.routing.pools] == ["general", "code"]
     assert features.cache.redis_url == features.rate_limit.redis_url == "redis://r:6379/0"
@@ -60,11 +64,3 @@ def test_a_bad_nested_value_is_one_line_naming_the_variable(
     assert len(err.splitlines()) == 1
     assert err.startswith("error: features.language (LLM_SERVICE_FEATURES__LANGUAGE): ")
     assert "{language}" in err
-
-
-def test_a_broken_fleet_file_is_one_line(tmp_path: Path) -> None:
-    path = tmp_path / "regions.yaml"
-    path.write_text("regions: [\n", encoding="utf-8")
-    with pytest.raises(ValueError, match=r"^fleet_file: .*YAML syntax error") as err:
-        parse_settings([*BASE, "--fleet-file", str(path)]).resolved_features()
-    assert "\n" not in str(err.value)

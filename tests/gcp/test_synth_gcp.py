@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.gcp.conftest import Synthesized
+from infra.boot import render_boot_script
+from infra.config import parse_fleet_text
+from tests.gcp.conftest import FLEETS, Synthesized
 from tests.gcp.helpers import one, pools, ref, resources
 
 DEFAULT = ("default", "gcp-asia-southeast1")
@@ -148,14 +150,14 @@ def test_boot_and_drain_scripts(synthesized: Synthesized) -> None:
     for pool in pools(synthesized.stack(*DEFAULT)).values():
         meta = pool["template"]["metadata"]
         boot = meta["startup-script"]
-        assert boot.startswith("#!/bin/bash\n# llm-fleet boot script for gcp-asia-southeast1")
-        assert "readonly CLOUD=gcp\n" in boot
-        assert "readonly DRAIN_WATCHER=gcp\n" in boot
+        fleet = parse_fleet_text(FLEETS[DEFAULT[0]]["fleet"])
+        assert boot == render_boot_script(fleet, fleet.region(DEFAULT[1]))
+        assert "CLOUD=gcp\n" in boot
         assert "custom.googleapis.com/llm_fleet/requests_in_flight" in boot
         drain = meta["shutdown-script"]
         assert drain.startswith("#!/bin/bash\n")
-        # Inside GCP's 30 s preemption notice.
-        assert "timeout 28 systemctl stop llm-fleet.service" in drain
+        # Inside the 90 s GCP gives a shutdown script on deletion (2 s margin).
+        assert "timeout 88 systemctl stop llm-fleet.service" in drain
 
 
 def test_service_account_least_privilege(synthesized: Synthesized) -> None:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 from typing import Any
 
 import pytest
 
-from infra.boot import DRAIN_BUDGET_S, LIFECYCLE_HOOK
+from infra.boot import DRAIN_BUDGET_S, LIFECYCLE_HOOK, render_boot_script
 from infra.catalog import Cloud
 from infra.config import Fleet
 from tests.infra.conftest import Synth
@@ -123,9 +124,16 @@ def test_launch_template_hardening(doc: dict[str, Any], region_fleet: Fleet) -> 
     assert ebs["volume_size"] >= 150
     assert lt["network_interfaces"][0]["associate_public_ip_address"] == "false"
     assert "aws_iam_instance_profile" in lt["iam_instance_profile"]["arn"]
-    user_data = base64.b64decode(lt["user_data"]).decode()
-    assert user_data.startswith("#!/bin/bash")
-    assert f"readonly IMAGE={region_fleet.service.image}" in user_data
+    # gzip-compressed user data (cloud-init decompresses it), the boot script the fleet renders
+    user_data = gzip.decompress(base64.b64decode(lt["user_data"])).decode()
+    assert user_data == render_boot_script(region_fleet, region_fleet.region(REGION))
+    assert f"IMAGE={region_fleet.service.image}\n" in user_data
+    assert f"ASG={lt_group_name(doc)}\n" in user_data, "the agents address the group the stack creates"
+
+
+def lt_group_name(doc: dict[str, Any]) -> str:
+    name: str = one(doc, "aws_autoscaling_group")["name"]
+    return name
 
 
 def test_instance_role_is_least_privilege(doc: dict[str, Any], region_fleet: Fleet) -> None:

@@ -9,7 +9,19 @@ from pathlib import Path
 import httpx
 import openai
 
+from infra.boot import instance_contract
+from infra.config import load_fleet
 from tests.service.helpers import API_KEY, ATTACHED_ARGS, METRICS_TOKEN, Gateway, metric_value, start_gateway
+
+ROUTING_ENV_PREFIX = "LLM_SERVICE_FEATURES__ROUTING__"
+
+
+def routing_env(fleet_file: Path) -> dict[str, str]:
+    """The routing part of the environment an instance of the fleet file's first region gets
+    (its instance contract): the pools and the default model, as production renders them."""
+    fleet = load_fleet(fleet_file)
+    env = instance_contract(fleet, fleet.regions[0]).service.env()
+    return {key: value for key, value in env.items() if key.startswith(ROUTING_ENV_PREFIX)}
 
 GATEWAY_READY_TIMEOUT_S = 120.0
 ENV_FEATURES = "LLM_SERVICE_FEATURES__"

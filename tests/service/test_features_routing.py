@@ -1,6 +1,6 @@
 """Intent routing through the gateway across two pools served by real engines: the session's
 vLLM serves the local pool (`tiny`: general and math), one extra vLLM serves `tiny-coder`
-as a remote pool. The pools come from a fleet file (`--fleet-file`), like in production."""
+as a remote pool. The pools come from a fleet file through the instance contract's environment, like in production."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import openai
 import pytest
 
 from infra.config import DEFAULT_FLEET_FILE
-from tests.service.features_helpers import feature_gateway, gateway_metric, sdk
+from tests.service.features_helpers import feature_gateway, gateway_metric, routing_env, sdk
 from tests.service.helpers import SERVED, TINY_MODEL, Gateway, free_port, metric_value, wait_for
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
@@ -95,7 +95,7 @@ routing:
 def routed(engine_url: str, coder_engine: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     tmp = tmp_path_factory.mktemp("routed")
     fleet = _fleet_with_pools(tmp, code_url=coder_engine)
-    with feature_gateway(tmp, engine_url, "--fleet-file", str(fleet), name="routed") as gateway:
+    with feature_gateway(tmp, engine_url, name="routed", env=routing_env(fleet)) as gateway:
         yield gateway
 
 
@@ -165,7 +165,7 @@ def dead_pool(engine_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
     """The code pool points at a port nothing listens on."""
     tmp = tmp_path_factory.mktemp("dead-pool")
     fleet = _fleet_with_pools(tmp, code_url=f"http://127.0.0.1:{free_port()}")
-    with feature_gateway(tmp, engine_url, "--fleet-file", str(fleet), name="dead-pool") as gateway:
+    with feature_gateway(tmp, engine_url, name="dead-pool", env=routing_env(fleet)) as gateway:
         yield gateway
 
 
