@@ -17,7 +17,7 @@ setup: ## build everything a fresh machine needs (idempotent; a second run is fa
 	@bash scripts/setup.sh
 
 # Re-run setup only when its inputs changed since the last complete run.
-$(STAMP): pyproject.toml requirements.lock package.json scripts/setup.sh scripts/make_tiny_model.py
+$(STAMP): pyproject.toml requirements.lock requirements-tools.txt requirements-awscli.txt package.json scripts/setup.sh scripts/make_tiny_model.py
 	@bash scripts/setup.sh
 
 test: $(STAMP) ## the whole suite: unit, synth, validate, checkov, offline deploy, service, resilience

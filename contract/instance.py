@@ -76,6 +76,7 @@ class ServiceContract(_Frozen):
     gpu_memory_utilization: float = Field(default=0.90, gt=0.05, le=0.99)
     device: Literal["gpu", "cpu"] = "gpu"
     engine_args: tuple[str, ...] = ()
+    engine_env: dict[str, str] = Field(default_factory=dict)
     engine_stop_timeout_s: float = Field(gt=0)
     engine_start_timeout_s: float | None = None
     probe_interval_s: float | None = None
@@ -123,6 +124,8 @@ def _flatten(model: BaseModel, prefix: str) -> list[tuple[str, str]]:
             continue
         if isinstance(value, BaseModel):
             out += _flatten(value, key + NESTED_DELIMITER)
+        elif isinstance(value, dict):
+            out.append((key, json.dumps(value, separators=(",", ":"), sort_keys=True)))
         elif _holds_models(info.annotation):
             out.append((key, json.dumps([item.model_dump(mode="json") for item in value], separators=(",", ":"))))
         else:

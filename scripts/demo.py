@@ -1,11 +1,14 @@
 """`make demo`: the whole system on one machine, no cloud account.
 
-    python -m scripts.demo [--stay-up] [--skip-deploy] [--timeout 1800]
+    python -m scripts.demo [--stay-up] [--timeout 2400]
 
 1. check regions.yaml                     (python -m infra check)
 2. synthesize every stack                 (python -m infra synth, local state backend)
-3. deploy the AWS and global stacks       (terraform apply against a local moto_server)
-4. start a local region                   (two gateways, each supervising vLLM on CPU, behind HAProxy)
+3. deploy the AWS and global stacks       (terraform apply against a local moto_server);
+   meanwhile the service image is built from service/Dockerfile and pushed to a local registry
+4. boot a local region                    (two instances, each running the boot script rendered
+                                           for its cloud: the image pulled with credentials, the
+                                           weights from the object store, the agents; HAProxy)
 5. chat through the load balancer         (the official openai SDK: one answer, one stream)
 6. show the endpoint, health and metrics  (each gateway's /health/ready and /metrics)
 
@@ -18,21 +21,22 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import signal
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import FrameType
 
 import httpx
 import openai
 
-from infra.localcloud import HarnessError
-from scripts.localregion import REPO, SERVED, LocalRegion, LocalRegionError
+from devkit.localcloud import FleetDeployment, HarnessError
+from devkit.localregion import REPO, SERVED, LocalRegion, LocalRegionError
+from infra.config import load_fleet
 
 STEPS = 6
 
@@ -85,7 +89,7 @@ def synthesize(out: Path) -> list[str]:
     return stacks
 
 
-def deploy(synth_root: Path, workdir: Path, stack: contextlib.ExitStack) -> None:
+def deploy(synth_root: Path, workdir: Path, stack: contextlib.ExitStack) -> FleetDeployment:
     """Apply bootstrap, every AWS region and global to moto; destroyed when `stack` closes.
 
     With GCP regions in the fleet, the full bootstrap also holds the GCP workload identity
@@ -93,9 +97,8 @@ def deploy(synth_root: Path, workdir: Path, stack: contextlib.ExitStack) -> None
     AWS-only projection's, synthesized here (the same as the test tiers' deployment)."""
     import yaml
 
+    from devkit.localcloud import aws_only, deploy_fleet
     from infra.catalog import Cloud
-    from infra.config import load_fleet
-    from infra.localcloud import aws_only, deploy_fleet
 
     fleet = load_fleet()
     replace: dict[str, Path] = {}
@@ -118,6 +121,31 @@ def deploy(synth_root: Path, workdir: Path, stack: contextlib.ExitStack) -> None
         shown = {key: value for key, value in outputs.items() if isinstance(value, str | int)}
         if shown:
             print(f"      {name}: " + ", ".join(f"{key}={value}" for key, value in sorted(shown.items())[:4]))
+    return deployment
+
+
+def boot(region: LocalRegion) -> None:
+    """Boot every instance from the user data rendered for its cloud; say what each ran."""
+    region.launch()
+    assert region.cloud is not None
+    print(f"      image {region.cloud.image} (built from service/Dockerfile, pulled with credentials)")
+    for instance in region.instances:
+        machine = instance.m
+        boot_s = machine.boot_seconds or 0.0
+        print(
+            f"      {instance.name}: {instance.kind.value} user data of {instance.region.stack_name} "
+            f"(infra.boot; {machine.user_data_path.stat().st_size} bytes), boot script {boot_s:.1f} s"
+        )
+    print(f"      waiting for {', '.join(i.name for i in region.instances)} to be ready and UP in HAProxy")
+    started = time.monotonic()
+    ready = {}
+    deadline = started + region.options.engine_start_timeout_s
+    for instance in region.instances:
+        instance.wait_ready(max(deadline - time.monotonic(), 1.0))
+        ready[instance.name] = (instance.m.boot_seconds or 0.0) + time.monotonic() - started
+    region.wait_in_rotation()
+    for name, seconds in ready.items():
+        print(f"      {name}: boot to ready {seconds:.0f} s")
 
 
 def _terraform_error(exc: HarnessError) -> str:
@@ -209,26 +237,25 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     with contextlib.ExitStack() as cleanup:
         workdir = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="llm-fleet-demo-")))
-        region = LocalRegion(workdir / "region")
-        (workdir / "region").mkdir()
-        cleanup.callback(region.stop)
         with step(1, "check regions.yaml"):
             check_fleet()
         with step(2, "synthesize every stack"):
             synth_root = workdir / "cdktf.out"
             stacks = synthesize(synth_root)
-        # The engines take a minute to load: start them now, deploy while they load.
-        region.launch()
-        with step(3, "deploy the AWS and global stacks to a local moto_server with terraform"):
-            if args.skip_deploy:
-                print("      skipped (--skip-deploy)")
-            else:
-                deploy(synth_root / "stacks", workdir / "deploy", cleanup)
-                cleanup.callback(region.stop)  # stop the region (fast) before terraform destroy
-        with step(4, f"start the local region: {region.size} instances (gateway + vLLM on CPU) behind HAProxy"):
-            print(f"      stacks synthesized: {', '.join(stacks)}")
-            print(f"      waiting for {', '.join(i.name for i in region.instances)} to be ready and UP in HAProxy")
-            region.wait_up(region.options.engine_start_timeout_s)
+            print(f"      stacks: {', '.join(stacks)}")
+        region = LocalRegion(workdir / "region", load_fleet(), moto_endpoint="")
+        cleanup.callback(region.stop)
+        # The image takes a while on a fresh machine: build it while terraform deploys.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            prepared = pool.submit(region.prepare)
+            with step(3, "deploy the AWS and global stacks to moto; build the service image meanwhile"):
+                deployment = deploy(synth_root / "stacks", workdir / "deploy", cleanup)
+                cloud = prepared.result()
+                print(f"      service image: {cloud.image} ({cloud.build_seconds:.0f} s to build or find)")
+        cleanup.callback(region.stop)  # stop the region (fast) before terraform destroy
+        region.moto_endpoint = deployment.endpoint
+        with step(4, f"boot the local region: {region.size} instances from their user data, behind HAProxy"):
+            boot(region)
         with step(5, "chat through the load balancer with the official openai SDK"):
             chat(region)
         with step(6, "endpoint, health and metrics"):
@@ -247,12 +274,10 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m scripts.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--stay-up", action="store_true", help="keep the local region running until Ctrl-C")
-    parser.add_argument("--skip-deploy", action="store_true", help="skip the terraform deploy to moto")
-    parser.add_argument("--timeout", type=int, default=1800, help="seconds for the whole demo (default 1800)")
+    parser.add_argument("--timeout", type=int, default=2400, help="seconds for the whole demo (default 2400)")
     args = parser.parse_args(argv)
     if args.timeout < 60:
         parser.error("--timeout: at least 60 seconds")
-    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     signal.signal(signal.SIGTERM, _sigterm)
     signal.signal(signal.SIGALRM, _raise_deadline)
     signal.alarm(args.timeout)

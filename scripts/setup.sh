@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 
 VENV=${VENV:-.venv}
 TOOLS_VENV=${TOOLS_VENV:-.venv-tools}
+AWSCLI_VENV=${AWSCLI_VENV:-.venv-awscli}
 TINY_MODEL_DIR=${TINY_MODEL_DIR:-.cache/tiny-model}
 STAMP="$VENV/.setup-complete"
 t0=$(date +%s)
@@ -88,10 +89,15 @@ else
   say "npm not found: skipping the cdktf CLI (python -m infra synth does not need it)"
 fi
 
-# 5. Debian packages the tests start: redis-server, haproxy ------------------------------
+# 5. Debian packages the tests and the local region start ----------------------------------
+#    redis-server, haproxy: peers of the gateway; podman + runc: the container runtime (`docker`
+#    on a local instance); docker-registry: the registry instances log in to; mmdebstrap: the
+#    local engine base image; shellcheck: the boot scripts' lint.
 missing=()
-command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
-command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
+for pair in redis-server:redis-server haproxy:haproxy podman:podman runc:runc docker-registry:docker-registry \
+            mmdebstrap:mmdebstrap shellcheck:shellcheck; do
+  command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+done
 if [ ${#missing[@]} -gt 0 ]; then
   SUDO=()
   if [ "$(id -u)" != 0 ]; then
@@ -104,12 +110,23 @@ if [ ${#missing[@]} -gt 0 ]; then
   "${SUDO[@]}" apt-get update -qq >/dev/null
   DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   # The tests start their own servers on free ports; keep the packaged services off.
-  for svc in redis-server haproxy; do
+  for svc in redis-server haproxy docker-registry; do
     if command -v systemctl >/dev/null 2>&1; then "${SUDO[@]}" systemctl disable --now "$svc" >/dev/null 2>&1 || true; fi
     if command -v service >/dev/null 2>&1; then "${SUDO[@]}" service "$svc" stop >/dev/null 2>&1 || true; fi
   done
 else
-  say "redis-server and haproxy present"
+  say "Debian packages present (redis-server, haproxy, podman, runc, docker-registry, mmdebstrap, shellcheck)"
+fi
+
+# 5b. The AWS CLI the AWS boot script and agents call, in its own environment (it pins botocore).
+awscli_hash=$(hash_of requirements-awscli.txt)
+if [ "$(cat "$AWSCLI_VENV/.deps" 2>/dev/null)" != "$awscli_hash" ]; then
+  say "installing the AWS CLI into $AWSCLI_VENV"
+  [ -x "$AWSCLI_VENV/bin/python" ] || "$PYTHON" -m venv "$AWSCLI_VENV"
+  pip_install "$AWSCLI_VENV/bin/python" -r requirements-awscli.txt
+  echo "$awscli_hash" > "$AWSCLI_VENV/.deps"
+else
+  say "AWS CLI up to date"
 fi
 
 # 6. The tiny test model (generated locally; nothing is downloaded) -----------------------

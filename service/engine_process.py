@@ -175,6 +175,7 @@ class EngineProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            env={**os.environ, **settings.engine_env} if settings.engine_env else None,
         )
         assert self._process.stdout is not None
         self._pump = threading.Thread(

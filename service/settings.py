@@ -62,6 +62,10 @@ class ServiceSettings(BaseSettings):
     engine_args: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="extra engine arguments, comma-separated (e.g. --enforce-eager)"
     )
+    engine_env: dict[str, str] = Field(
+        default_factory=dict,
+        description='extra environment for the engine, a JSON object (e.g. {"VLLM_LOGGING_LEVEL": "DEBUG"})',
+    )
     engine_log_file: Path | None = Field(default=None, description="engine stdout/stderr file; empty: inherit")
     engine_start_timeout_s: float = Field(default=900.0, gt=0, description="engine start + warm-up limit")
     engine_stop_timeout_s: float = Field(

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
+from devkit.localcloud import GCP_STAND_IN_IP
 from infra.config import Fleet, parse_fleet_text
-from infra.localcloud import GCP_STAND_IN_IP
 from tests.infra import tfharness as tfh
 from tests.plugins.checkov import collect, run_checkov
 from tests.plugins.moto_fleet import (  # re-exported for the tier's test modules

@@ -25,7 +25,7 @@ from infra.boot import (
     render_shutdown_script,
     user_data_bytes,
 )
-from infra.config import Fleet, load_fleet, parse_fleet
+from infra.config import Fleet, RegionSpec, load_fleet, parse_fleet
 from tests.unit.test_instance_contract import FULL_FLEET
 
 FLEETS = {"default": load_fleet(), "full": parse_fleet(FULL_FLEET, "full")}
@@ -41,9 +41,11 @@ def _shellcheck() -> str:
 
 
 @pytest.mark.parametrize(("name", "fleet", "region"), RENDERINGS, ids=IDS)
-def test_every_boot_script_is_valid_and_shellcheck_clean(name: str, fleet: Fleet, region: object, tmp_path: Path) -> None:
+def test_every_boot_script_is_valid_and_shellcheck_clean(
+    name: str, fleet: Fleet, region: RegionSpec, tmp_path: Path
+) -> None:
     script = tmp_path / "user-data.sh"
-    script.write_text(render_boot_script(fleet, region), encoding="utf-8")  # type: ignore[arg-type]
+    script.write_text(render_boot_script(fleet, region), encoding="utf-8")
     syntax = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True, timeout=30, check=False)
     assert syntax.returncode == 0, syntax.stderr
     lint = subprocess.run(
@@ -67,9 +69,9 @@ def test_the_gcp_shutdown_script_is_shellcheck_clean(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("name", "fleet", "region"), RENDERINGS, ids=IDS)
-def test_user_data_fits_the_clouds_limit(name: str, fleet: Fleet, region: object) -> None:
-    script = render_boot_script(fleet, region)  # type: ignore[arg-type]
-    cloud = region.cloud  # type: ignore[attr-defined]
+def test_user_data_fits_the_clouds_limit(name: str, fleet: Fleet, region: RegionSpec) -> None:
+    script = render_boot_script(fleet, region)
+    cloud = region.cloud
     data = user_data_bytes(cloud, script)
     assert len(data) <= USER_DATA_LIMIT_BYTES[cloud]
     if cloud == Cloud.AWS:
@@ -90,9 +92,9 @@ def test_oversized_user_data_fails_at_synth() -> None:
 
 
 @pytest.mark.parametrize(("name", "fleet", "region"), RENDERINGS, ids=IDS)
-def test_the_script_carries_the_contract_verbatim(name: str, fleet: Fleet, region: object) -> None:
-    contract = instance_contract(fleet, region)  # type: ignore[arg-type]
-    script = render_boot_script(fleet, region)  # type: ignore[arg-type]
+def test_the_script_carries_the_contract_verbatim(name: str, fleet: Fleet, region: RegionSpec) -> None:
+    contract = instance_contract(fleet, region)
+    script = render_boot_script(fleet, region)
     env_block = script.split("<<'LLM_FLEET_ENV'\n", 1)[1].split("\nLLM_FLEET_ENV\n", 1)[0]
     assert env_block.splitlines() == [f"{k}={v}" for k, v in container_env(contract).items()]
     settings_block = script.split("<<'LLM_FLEET_SETTINGS'\n", 1)[1].split("\nLLM_FLEET_SETTINGS\n", 1)[0]
@@ -102,11 +104,11 @@ def test_the_script_carries_the_contract_verbatim(name: str, fleet: Fleet, regio
 
 
 @pytest.mark.parametrize(("name", "fleet", "region"), RENDERINGS, ids=IDS)
-def test_nothing_is_installed_or_fetched_over_plain_http(name: str, fleet: Fleet, region: object) -> None:
+def test_nothing_is_installed_or_fetched_over_plain_http(name: str, fleet: Fleet, region: RegionSpec) -> None:
     """The instances may reach 443 only: every URL is HTTPS, but the link-local metadata
     services (plain HTTP by design) and the gateway's loopback ports; no package installs.
     (The container's environment is the service's settings, not something the boot fetches.)"""
-    script = render_boot_script(fleet, region)  # type: ignore[arg-type]
+    script = render_boot_script(fleet, region)
     head, _, rest = script.partition("<<'LLM_FLEET_ENV'\n")
     script = head + rest.partition("\nLLM_FLEET_ENV\n")[2]
     plain = set(re.findall(r"http://[^\s\"'$/}]+", script))

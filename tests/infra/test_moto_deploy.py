@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from devkit.localcloud import GCP_STAND_IN_IP
 from infra.boot import LIFECYCLE_HOOK
-from infra.localcloud import GCP_STAND_IN_IP
 from tests.infra import tfharness as tfh
 from tests.infra.conftest import MotoDeployment
 

@@ -1,11 +1,11 @@
-"""The terraform + moto harness now lives in `infra.localcloud` (shared with `make demo`).
+"""The terraform + moto harness now lives in `devkit.localcloud` (shared with `make demo`).
 
 This module keeps the tests' import path (`from tests.infra import tfharness as tfh`).
 """
 
 from __future__ import annotations
 
-from infra.localcloud import (
+from devkit.localcloud import (
     AWS_PROVIDER,
     AWS_PROVIDER_VERSION,
     AWS_SERVICES,

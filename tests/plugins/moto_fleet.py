@@ -24,8 +24,8 @@ from typing import Any
 
 import pytest
 
+from devkit.localcloud import FleetDeployment, aws_only, deploy_fleet
 from infra.config import Fleet, load_fleet
-from infra.localcloud import FleetDeployment, aws_only, deploy_fleet
 from tests.infra import tfharness as tfh
 
 REPO = Path(__file__).resolve().parents[2]
@@ -131,7 +131,7 @@ def moto_deployment(
 ) -> Iterator[MotoDeployment]:
     """Apply bootstrap, every AWS region and global to one moto_server; destroy at the end.
 
-    The same path as `make demo` (`infra.localcloud.deploy_fleet`). The bootstrap applied is
+    The same path as `make demo` (`devkit.localcloud.deploy_fleet`). The bootstrap applied is
     the AWS-only projection's (`aws_only`): the default fleet's bootstrap also holds the GCP
     workload identity pool, and hashicorp/google cannot be installed offline. The regional
     and global stacks are the default fleet's own; the GCP region is a provider-less

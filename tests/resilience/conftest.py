@@ -1,23 +1,27 @@
-"""One local region (two instances, each supervising its own vLLM, behind HAProxy) per session.
+"""One local region per package run: two instances booted from their rendered user data
+(i1 from the AWS canary region's, i2 from the GCP region's), running the image built from
+`service/Dockerfile`, behind HAProxy.
 
-Instance i1 watches a local AWS IMDSv2 server, i2 a local GCP metadata server (both are
-`tests.service.metadata_server` processes). A test that drains or preempts an instance leaves
-it stopped; the `region` fixture restores the region before the next test (a fresh metadata
-server for a restarted instance, since a notice cannot be taken back), so a test pays for a
-restart only when the one before it needed one.
+The instances boot against the session's moto deployment of the fleet's AWS stacks (their
+Auto Scaling group, lifecycle hook and CloudWatch), a local registry with credentials, and a
+cloud stand-in each (metadata, GCP APIs). A test that drains, preempts or scales in an
+instance leaves it stopped; the `region` fixture boots a replacement before the next test
+(a new machine: a notice cannot be taken back), so a test pays for a boot only when the one
+before it needed one. The region is torn down when this package's tests are done (its
+engines stop competing for the CPU with the tiers after it).
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pytest
 
-from scripts.localregion import SERVED, Instance, LocalRegion
+from devkit.localregion import SERVED, Instance, LocalRegion
+from tests.plugins.moto_fleet import MotoDeployment
 from tests.resilience.load import LoadGenerator, LoadReport
-from tests.service.metadata_server import MetadataControl, metadata_server
 
 _COUNTS = pytest.StashKey[list[tuple[str, str]]]()
 
@@ -25,22 +29,13 @@ _COUNTS = pytest.StashKey[list[tuple[str, str]]]()
 @dataclass
 class ResilienceRegion:
     region: LocalRegion
-    stack: contextlib.ExitStack
-    metadata: dict[str, MetadataControl] = field(default_factory=dict)
-    clouds: dict[str, str] = field(default_factory=lambda: {"i1": "aws", "i2": "gcp"})
-
-    def watch_args(self, name: str) -> list[str]:
-        control = self.stack.enter_context(metadata_server())
-        self.metadata[name] = control
-        if self.clouds[name] == "aws":
-            return ["--watch-aws", "--aws-metadata-url", control.url, "--aws-poll-interval-s", "1"]
-        return ["--watch-gcp", "--gcp-metadata-url", control.url]
+    moto: MotoDeployment
 
     def restore(self) -> None:
-        """Restart every stopped instance; wait until all are ready and UP in HAProxy."""
+        """Boot a replacement for every stopped instance; wait until all are ready and UP."""
         for instance in self.region.instances:
             if not instance.running():
-                instance.start(self.watch_args(instance.name))
+                instance.boot()
         for instance in self.region.instances:
             instance.wait_ready()
         self.region.wait_in_rotation(60)
@@ -57,15 +52,17 @@ class ResilienceRegion:
         return f"{instance.name}: {instance.log_tail(15)}"
 
 
-@pytest.fixture(scope="session")
-def resilience_region(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ResilienceRegion]:
+@pytest.fixture(scope="package")
+def resilience_region(
+    moto_deployment: MotoDeployment, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ResilienceRegion]:
     workdir = tmp_path_factory.mktemp("local-region")
     with contextlib.ExitStack() as stack:
-        region = LocalRegion(workdir, size=2, api_key="sk-resilience")
-        stack.callback(region.stop)  # runs before the metadata servers close (LIFO)
-        holder = ResilienceRegion(region, stack)
+        region = LocalRegion(workdir, moto_deployment.fleet, moto_deployment.endpoint, size=2)
+        stack.callback(region.stop)
+        holder = ResilienceRegion(region, moto_deployment)
         try:
-            region.start([holder.watch_args("i1"), holder.watch_args("i2")])
+            region.start()
         except Exception as exc:
             tails = " || ".join(holder.logs(instance) for instance in region.instances)
             pytest.fail(f"local region did not start: {exc} || {tails}")

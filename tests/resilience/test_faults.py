@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from scripts.localregion import LOCAL_HEALTH_CHECK, http_status, wait_until
+from devkit.localregion import LOCAL_HEALTH_CHECK, http_status, wait_until
 from tests.resilience.conftest import RecordCounts, ResilienceRegion
 
 # The bound includes the session fixture (two engines loading at once) when this test runs first.
@@ -29,9 +29,9 @@ def _drain_under_load(region: ResilienceRegion, name: str, inject: str, record_c
     with region.load(clients=4) as load:
         load.wait_for(WARM_SUCCESSES, 120)
         if inject == "sigterm":
-            instance.terminate()
+            instance.terminate()  # systemctl stop: the unit's ExecStop, docker stop, SIGTERM
         else:
-            region.metadata[name].trigger(inject)
+            instance.trigger(inject)
         # The drain shows at once on readiness, then in HAProxy, then the process exits 0.
         wait_until(lambda: http_status(instance.url + "/health/ready") != 200, 15, f"{name} readiness 503")
         wait_until(lambda: region.region.lb.in_rotation(name) is False, 30, f"haproxy takes {name} out")

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from scripts.localregion import REPO, SERVED
+from devkit.localregion import REPO, SERVED
 from tests.resilience.conftest import ResilienceRegion
 
 # The bound includes the session fixture (two engines loading at once) when this test runs first.
@@ -45,7 +45,8 @@ def test_schemathesis_finds_no_server_error(resilience_region: ResilienceRegion,
         resilience_region.restore()
         target = region.instances[0]
     target.wait_ready()
-    spec = _specialised_spec(region.options.max_tokens_cap, tmp_path)
+    assert region.local is not None
+    spec = _specialised_spec(region.local.service.max_tokens_cap, tmp_path)
     cassette = tmp_path / "schemathesis.har"
     argv = [
         sys.executable,

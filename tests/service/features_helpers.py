@@ -23,6 +23,7 @@ def routing_env(fleet_file: Path) -> dict[str, str]:
     env = instance_contract(fleet, fleet.regions[0]).service.env()
     return {key: value for key, value in env.items() if key.startswith(ROUTING_ENV_PREFIX)}
 
+
 GATEWAY_READY_TIMEOUT_S = 120.0
 ENV_FEATURES = "LLM_SERVICE_FEATURES__"
 

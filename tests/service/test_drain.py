@@ -1,5 +1,6 @@
-"""Drain under load: SIGTERM, an AWS spot notice and rebalance recommendation (IMDSv2), a GCP
-preemption (metadata server). Gateways attach to the session engine; the engine is real.
+"""Drain under load: SIGTERM, an AWS spot interruption notice (IMDSv2), a GCP preemption
+(metadata server); an AWS rebalance recommendation is counted and drains nothing. Gateways
+attach to the session engine; the engine is real.
 
 Deterministic by design, on a slow or busy machine too:
 
@@ -33,8 +34,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.service.helpers import API_KEY, REPO, SERVED, Gateway, wait_for
-from tests.service.metadata_server import metadata_server
+from devkit.cloudmeta import cloud_stand_in as metadata_server
+from tests.service.helpers import API_KEY, METRICS_TOKEN, REPO, SERVED, Gateway, metric_value, wait_for
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
@@ -172,14 +173,32 @@ def test_drain_on_sigterm(attach: Callable[..., Gateway], tmp_path: Path) -> Non
     _drain_under_load(gateway, lambda: gateway.process.send_signal(signal.SIGTERM), tmp_path)
 
 
-@pytest.mark.parametrize("notice", ["spot", "rebalance"])
-def test_drain_on_aws_notice(attach: Callable[..., Gateway], notice: str, tmp_path: Path) -> None:
+def test_drain_on_aws_spot_notice(attach: Callable[..., Gateway], tmp_path: Path) -> None:
     with metadata_server() as metadata:
-        gateway = _attached_with_watchers(attach, metadata.url, f"aws-{notice}")
-        _drain_under_load(gateway, lambda: metadata.trigger(notice), tmp_path)
+        gateway = _attached_with_watchers(attach, metadata.url, "aws-spot")
+        _drain_under_load(gateway, lambda: metadata.trigger("spot"), tmp_path)
         stats = metadata.stats()
     assert stats["token_requests"] >= 1
     assert stats["unauthorised"] == 0
+
+
+def test_rebalance_recommendation_is_counted_and_drains_nothing(attach: Callable[..., Gateway]) -> None:
+    with metadata_server() as metadata:
+        gateway = _attached_with_watchers(attach, metadata.url, "aws-rebalance")
+        gateway.wait_ready(300)
+        metadata.trigger("rebalance")
+        headers = {"authorization": f"Bearer {METRICS_TOKEN}"}
+
+        def counted() -> float:
+            text = httpx.get(gateway.url + "/metrics", headers=headers, timeout=10).text
+            return metric_value(text, "llm_gateway_rebalance_recommendations_total")
+
+        wait_for(lambda: counted() == 1, 30, "the rebalance recommendation counted")
+        body = httpx.get(gateway.url + "/health/ready", timeout=10).json()
+        assert body["ready"] is True, body
+        assert body["drain"] == "serving", body
+        assert gateway.process.poll() is None
+        gateway.stop()
 
 
 def test_drain_on_gcp_preemption(attach: Callable[..., Gateway], tmp_path: Path) -> None:

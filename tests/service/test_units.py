@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from devkit.cloudmeta import cloud_stand_in as metadata_server
 from service.auth import ApiKeyAuth
 from service.cli import parse_settings
 from service.drain import DrainBudget, DrainController, DrainPhase
@@ -22,7 +23,6 @@ from service.preemption import watch_aws, watch_gcp
 from service.settings import ServiceSettings
 from service.supervisor import EngineSupervisor
 from tests.service.helpers import REPO
-from tests.service.metadata_server import metadata_server
 
 
 def settings(**overrides: object) -> ServiceSettings:
@@ -73,7 +73,8 @@ class TestSettings:
         )
         assert result.returncode == 2
         assert result.stderr.strip() == (
-            "error: api_keys_file: no API keys configured (--api-keys-file, LLM_SERVICE_API_KEYS or --auth-disabled)"
+            "error: --api-keys-file (LLM_SERVICE_API_KEYS_FILE): "
+            "no API keys configured (--api-keys-file, LLM_SERVICE_API_KEYS or --auth-disabled)"
         )
 
     def test_key_file(self, tmp_path: Path) -> None:
@@ -159,8 +160,7 @@ class TestDrain:
 
 
 class TestWatchers:
-    @pytest.mark.parametrize("notice", ["spot", "rebalance"])
-    def test_aws(self, notice: str) -> None:
+    def test_aws_interruption_notice_drains(self) -> None:
         with metadata_server() as metadata:
 
             async def scenario() -> list[str]:
@@ -168,7 +168,7 @@ class TestWatchers:
                 task = asyncio.create_task(watch_aws(metadata.url, 0.05, seen.append))
                 await asyncio.sleep(0.3)
                 assert seen == []
-                await asyncio.to_thread(metadata.trigger, notice)
+                await asyncio.to_thread(metadata.trigger, "spot")
                 await asyncio.wait_for(task, 5)
                 return seen
 
@@ -176,7 +176,30 @@ class TestWatchers:
             stats = metadata.stats()
             assert stats["unauthorised"] == 0
             assert stats["token_requests"] >= 1
-        assert seen == ["aws spot interruption notice" if notice == "spot" else "aws rebalance recommendation"]
+        assert seen == ["aws spot interruption notice"]
+
+    def test_aws_rebalance_recommendation_is_counted_once_and_never_drains(self) -> None:
+        """A rebalance recommendation is not an interruption (the instance may run for hours,
+        and capacity rebalancing launches its replacement first): counted, no drain; the
+        watcher keeps polling, and a later interruption notice still drains."""
+        with metadata_server() as metadata:
+
+            async def scenario() -> tuple[list[str], int, bool]:
+                seen: list[str] = []
+                rebalances: list[int] = []
+                task = asyncio.create_task(watch_aws(metadata.url, 0.05, seen.append, lambda: rebalances.append(1)))
+                await asyncio.to_thread(metadata.trigger, "rebalance")
+                await asyncio.sleep(0.6)
+                still_watching = not task.done()
+                counted = len(rebalances)
+                await asyncio.to_thread(metadata.trigger, "spot")
+                await asyncio.wait_for(task, 5)
+                return seen, counted, still_watching
+
+            seen, counted, still_watching = asyncio.run(scenario())
+        assert still_watching
+        assert counted == 1
+        assert seen == ["aws spot interruption notice"]
 
     def test_gcp(self) -> None:
         with metadata_server() as metadata:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from devkit.localcloud import HarnessError, aws_only, deploy_fleet
 from infra.catalog import Cloud
 from infra.config import load_fleet
-from infra.localcloud import HarnessError, aws_only, deploy_fleet
 
 
 def test_aws_only_keeps_everything_but_the_gcp_regions() -> None:

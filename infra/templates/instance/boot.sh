@@ -138,7 +138,7 @@ WantedBy=multi-user.target
 UNIT
 }
 mkdir -p "$ROOT/etc/systemd/system"
-unit llm-fleet "llm-fleet service ($IMAGE)" "$HOME_DIR/bin/llm-fleet-service" always \
+unit llm-fleet "llm-fleet service ($IMAGE)" "$HOME_DIR/bin/llm-fleet-service" on-failure \
   "ExecStop=$HOME_DIR/bin/llm-fleet-stop
 TimeoutStopSec=$((STOP_TIMEOUT_S + 15))"
 units=(llm-fleet.service)

@@ -1,11 +1,12 @@
 """A local cloud for offline deploys: terraform against a loopback moto_server.
 
-Shared by the infra tests (tests/infra, through `tests.infra.tfharness`) and `make demo`.
+Shared by the infra tests (tests/infra, through `tests.infra.tfharness`), the local region
+and `make demo`.
 
 - `provider_mirror()` finds the local filesystem mirror of hashicorp/aws.
 - `TerraformRunner` runs terraform with its own CLI config (mirror only for hashicorp/aws),
   a shared plugin cache and a timeout on every call.
-- `MotoServer` starts `moto_server` on a free loopback port.
+- `MotoServer` starts moto_server (with `devkit.motoext`) on a free loopback port.
 - `deploy_to_moto(runner, stack_dirs, endpoint)` copies synthesized stacks, writes the
   provider-endpoint override file into each copy, applies them in order and returns outputs.
 - `deploy_fleet(fleet, stacks_dir, workdir)`: all of it for a whole fleet (bootstrap, every
@@ -201,10 +202,10 @@ def free_port() -> int:
 
 
 class MotoServer:
-    """`moto_server` on 127.0.0.1:<free port>; use as a context manager."""
+    """moto_server (with the API moto lacks: `devkit.motoext`) on 127.0.0.1:<free port>; use as a
+    context manager."""
 
-    def __init__(self, binary: Path, *, log: Path, env: Mapping[str, str] | None = None) -> None:
-        self.binary = binary
+    def __init__(self, *, log: Path, env: Mapping[str, str] | None = None) -> None:
         self.log = log
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
@@ -215,7 +216,8 @@ class MotoServer:
         env = {**os.environ, **self._env}
         with self.log.open("wb") as log:
             self._proc = subprocess.Popen(
-                [str(self.binary), "-H", "127.0.0.1", "-p", str(self.port)],
+                [sys.executable, "-m", "devkit.motoext", "-H", "127.0.0.1", "-p", str(self.port)],
+                cwd=Path(__file__).resolve().parent.parent,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,
@@ -390,13 +392,6 @@ class FleetDeployment:
     destroyed: bool = False  # set by a caller that destroyed the stacks itself
 
 
-def moto_server_binary() -> Path:
-    binary = Path(sys.executable).parent / "moto_server"
-    if not binary.exists():
-        raise HarnessError(f"moto_server not found next to {sys.executable}: install moto[server] (make setup)")
-    return binary
-
-
 @contextmanager
 def deploy_fleet(
     fleet: Fleet,
@@ -425,7 +420,7 @@ def deploy_fleet(
         )
     workdir.mkdir(parents=True, exist_ok=True)
     runner = runner or make_runner(workdir / "terraform")
-    with MotoServer(moto_server_binary(), log=workdir / "moto.log", env=MOTO_ENV) as moto:
+    with MotoServer(log=workdir / "moto.log", env=MOTO_ENV) as moto:
         route53 = boto3.client(
             "route53",
             region_name="us-east-1",
