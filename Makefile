@@ -37,10 +37,13 @@ synth: $(STAMP) ## synthesize every stack into cdktf.out/
 bench: $(STAMP) ## measure gateway overhead, synth time vs its floor, classifier, time to ready
 	$(PY) -m scripts.bench
 
-lint: $(STAMP) ## ruff, mypy (strict), actionlint, zizmor, hadolint
+lint: $(STAMP) ## ruff, mypy (strict), shellcheck (rendered boot scripts), actionlint, zizmor, hadolint
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
+	@echo "==> shellcheck: the boot scripts rendered for every region, setup and CI"
+	@rm -rf cdktf.out/user-data && $(PY) -m infra user-data --out cdktf.out/user-data >/dev/null
+	shellcheck --severity=style cdktf.out/user-data/*.sh scripts/setup.sh .ci/run
 	@if ls .github/workflows/*.yml >/dev/null 2>&1; then \
 	  echo "==> actionlint"; $(VENV)/bin/actionlint; \
 	  echo "==> zizmor"; $(VENV)/bin/zizmor --offline .github/workflows; fi

@@ -32,7 +32,7 @@ from contract.instance import InstanceContract
 from devkit.cloudmeta import CloudControl
 from devkit.containers import REPO, Runtime
 from devkit.proc import LocalError, http_status, wait_until
-from infra.boot import render_user_data
+from infra.boot import render_shutdown_script, render_user_data
 
 BOOT_TIMEOUT_S = 600.0
 SERVICE_UNIT = "llm-fleet.service"
@@ -123,6 +123,10 @@ class LocalMachine:
         return self.workdir / "user-data.sh"
 
     @property
+    def shutdown_script_path(self) -> Path:
+        return self.workdir / "shutdown-script.sh"
+
+    @property
     def boot_log(self) -> Path:
         return self.root / "var" / "log" / "llm-fleet" / "boot.log"
 
@@ -174,6 +178,8 @@ class LocalMachine:
         (self.root / "root").mkdir(exist_ok=True)
         self._write_systemctl()
         self.user_data_path.write_text(user_data or render_user_data(self.contract), encoding="utf-8")
+        if self.contract.boot.cloud == Cloud.GCP:  # GCP runs it when the VM is deleted or stopped
+            self.shutdown_script_path.write_text(render_shutdown_script(self.contract), encoding="utf-8")
         started = time.monotonic()
         with (self.workdir / "boot.out").open("wb") as out:
             try:
@@ -262,13 +268,16 @@ class LocalMachine:
 
     # --- stopping ------------------------------------------------------------------------------------
     def terminate(self) -> None:
-        """Stop the service unit in the background (docker stop: SIGTERM, the drain)."""
-        self._stopping = subprocess.Popen(
-            [str(self.workdir / "bin" / "systemctl"), "stop", SERVICE_UNIT],
-            env=self.env(),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+        """What the cloud does when it takes the instance away, in the background: GCP runs the
+        shutdown script, AWS's scale-in has the lifecycle agent stop the unit. Either way the
+        unit's ExecStop runs `docker stop`: SIGTERM, the drain."""
+        argv = (
+            ["bash", str(self.shutdown_script_path)]
+            if self.contract.boot.cloud == Cloud.GCP
+            else [str(self.workdir / "bin" / "systemctl"), "stop", SERVICE_UNIT]
         )
+        with (self.workdir / "terminate.out").open("ab") as out:
+            self._stopping = subprocess.Popen(argv, env=self.env(), stdout=out, stderr=subprocess.STDOUT)
 
     def wait_exit(self, timeout_s: float) -> int:
         """Until the service is down; the container's exit status (0: a clean drain)."""

@@ -1,4 +1,4 @@
-"""`python -m infra check|stacks|synth`: the stable operator and CI interface (DESIGN.md §8).
+"""`python -m infra check|stacks|synth|user-data`: the stable operator and CI interface (DESIGN.md §8).
 
 Every user mistake ends as one line per problem on stderr and exit status 2; no traceback.
 """
@@ -64,7 +64,8 @@ def summary(fleet: Fleet, source: str) -> str:
         )
     head = [
         f"fleet file: {source} (valid)",
-        f"model:      {m.id} ({m.quantization.value}; loads {m.engine_checkpoint}; max_model_len {m.max_model_len})",
+        f"model:      {m.id} ({m.quantization.value}; loads {m.engine_checkpoint}; "
+        f"max_model_len {m.max_model_len or 'the model' + chr(39) + 's own'})",
         f"endpoint:   https://{fleet.global_.domain} ({fleet.global_.mode.value}, zone {fleet.global_.hosted_zone})",
         f"autoscale:  {fleet.autoscale.metric} target {fleet.autoscale.target:g}",
         f"replicas:   {sum(r.min_replicas for r in fleet.regions)} to {sum(r.max_replicas for r in fleet.regions)} "
@@ -116,6 +117,37 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_user_data(args: argparse.Namespace) -> int:
+    """The boot script each region's instances run (and GCP's shutdown script)."""
+    from infra.boot import instance_contract, render_shutdown_script, render_user_data
+
+    fleet = _load(args.file)
+    regional = [r.stack_name for r in fleet.regions]
+    selected = args.stack or regional
+    unknown = [s for s in selected if s not in regional]
+    if unknown:
+        print(f"--stack: '{unknown[0]}' has no instances; allowed: {', '.join(regional)}", file=sys.stderr)
+        return EXIT_INVALID
+    if args.out is None and len(selected) != 1:
+        print("--out: required for more than one stack (or name one with --stack)", file=sys.stderr)
+        return EXIT_INVALID
+    for name in selected:
+        region = fleet.region(name)
+        contract = instance_contract(fleet, region)
+        script = render_user_data(contract)
+        if args.out is None:
+            sys.stdout.write(script)
+            return 0
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"{name}.sh").write_text(script, encoding="utf-8")
+        print(f"{name}: {out / f'{name}.sh'} ({len(script.encode())} bytes)")
+        if region.cloud.value == "gcp":
+            (out / f"{name}.shutdown.sh").write_text(render_shutdown_script(contract), encoding="utf-8")
+            print(f"{name}: {out / f'{name}.shutdown.sh'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m infra", description="Fleet-as-code: validate, list and synthesize stacks.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -142,6 +174,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="state backend: as the fleet file says (S3), or local files for tests",
     )
     synth.set_defaults(func=cmd_synth)
+
+    user_data = sub.add_parser("user-data", help="render the boot script of a region's instances")
+    user_data.add_argument("--file", help="fleet file (default: regions.yaml)")
+    user_data.add_argument("--stack", action="append", metavar="NAME", help="regional stack (repeatable; default: all)")
+    user_data.add_argument("--out", help="write <stack>.sh files here (default: one stack's script to stdout)")
+    user_data.set_defaults(func=cmd_user_data)
     return parser
 
 

@@ -95,7 +95,8 @@ class RoutingSpec(_Frozen):
 class ServiceSpec(_Frozen):
     """Settings handed to the service container on every instance."""
 
-    image: str = Field(default="ghcr.io/llm-fleet/service:0.1.0", min_length=1)
+    # What .github/workflows/image.yml pushes: ghcr.io/<github.repository>/service:<version>.
+    image: str = Field(default="ghcr.io/llm-fleet/llm-fleet/service:0.1.0", min_length=1, pattern=r"^[^\s'\"]+$")
     port: int = Field(default=8000, ge=1024, le=65535)
     max_tokens_cap: int = Field(default=1024, ge=1, le=32768)
     rate_limit_rpm: int = Field(default=100, ge=1)

@@ -22,6 +22,16 @@ def env_name(field: str) -> str:
     return ENV_PREFIX + field.upper()
 
 
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("a JSON object is required")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m service",
@@ -45,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
             parser.add_argument(flag_name(name), action=argparse.BooleanOptionalAction, help=help_text)
         elif get_origin(info.annotation) is list:
             parser.add_argument(flag_name(name), metavar="A,B", help=help_text)
+        elif get_origin(info.annotation) is dict:
+            parser.add_argument(flag_name(name), metavar="JSON", type=_json_object, help=help_text)
         else:
             parser.add_argument(flag_name(name), metavar=name.upper(), help=help_text)
     return parser

@@ -176,3 +176,23 @@ def test_dispatch_unknown_stack_is_one_line(tmp_path: Path) -> None:
     path = tmp_path / "stacks.json"
     path.write_text(listing, encoding="utf-8")
     assert matrix.main([str(path), "--only", "aws-us-west-3"]) == 2
+
+
+def test_the_fleets_image_is_what_the_image_workflow_pushes() -> None:
+    """regions.yaml's `service.image` is ghcr.io/<github.repository>/service:<version>, and
+    image.yml pushes that name with the project's version as a tag."""
+    import tomllib
+
+    from infra.config import load_fleet
+
+    fleet = load_fleet()
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"]
+    assert fleet.service.image == f"ghcr.io/{fleet.github.repository.lower()}/service:{version}"
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "image.yml").read_text(encoding="utf-8"))
+    steps = workflow["jobs"]["build"]["steps"]
+    naming = next(step for step in steps if step.get("id") == "name")
+    assert 'echo "image=ghcr.io/${REPOSITORY,,}/service"' in naming["run"]
+    assert '["project"]["version"]' in naming["run"]
+    build = next(step for step in steps if "docker/build-push-action" in step.get("uses", ""))
+    assert build["with"]["file"] == "service/Dockerfile"
+    assert "${{ steps.name.outputs.image }}:${{ steps.name.outputs.version }}" in build["with"]["tags"]

@@ -29,7 +29,7 @@ def _drain_under_load(region: ResilienceRegion, name: str, inject: str, record_c
     with region.load(clients=4) as load:
         load.wait_for(WARM_SUCCESSES, 120)
         if inject == "sigterm":
-            instance.terminate()  # systemctl stop: the unit's ExecStop, docker stop, SIGTERM
+            instance.terminate()  # the shutdown script: systemctl stop, ExecStop, docker stop, SIGTERM
         else:
             instance.trigger(inject)
         # The drain shows at once on readiness, then in HAProxy, then the process exits 0.
@@ -48,7 +48,9 @@ def _drain_under_load(region: ResilienceRegion, name: str, inject: str, record_c
 
 
 def test_drain_by_sigterm_loses_no_request(region: ResilienceRegion, record_counts: RecordCounts) -> None:
-    _drain_under_load(region, "i1", "sigterm", record_counts)
+    """i2 is deleted: GCP runs its shutdown script, which stops the unit (docker stop: SIGTERM).
+    (i1's SIGTERM path, scale-in through the lifecycle agent, is test_boot_path's.)"""
+    _drain_under_load(region, "i2", "sigterm", record_counts)
 
 
 def test_engine_kill_fails_only_requests_in_flight(region: ResilienceRegion, record_counts: RecordCounts) -> None:

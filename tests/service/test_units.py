@@ -275,3 +275,16 @@ def test_an_engine_started_early_is_adopted_once_then_restarts_are_new() -> None
     assert process.pid is None
     with pytest.raises(ProcessLookupError):
         os.kill(restarted, 0)
+
+
+def test_every_setting_is_documented() -> None:
+    """docs/service.md's table lists every flag and variable of the service (no drift)."""
+    from service.cli import env_name, flag_name
+
+    table = (REPO / "docs" / "service.md").read_text(encoding="utf-8")
+    missing = [
+        name
+        for name, info in ServiceSettings.model_fields.items()
+        if name != "features" and f"| `{flag_name(name)}` | `{env_name(name)}` |" not in table
+    ]
+    assert not missing, f"settings missing from docs/service.md: {missing}"
