@@ -64,13 +64,44 @@ def test_autoscalers_target_their_own_group(synthesized: Synthesized, label: str
 
 
 @pytest.mark.parametrize(("label", "stack"), ALL_GCP)
-def test_regional_migs_span_at_least_two_zones(synthesized: Synthesized, label: str, stack: str) -> None:
+def test_regional_migs_span_three_zones(synthesized: Synthesized, label: str, stack: str) -> None:
     region = stack.removeprefix("gcp-")
     for pool in pools(synthesized.stack(label, stack)).values():
         zones = pool["group"]["distribution_policy_zones"]
-        assert len(zones) >= 2
+        # Three zones where the region has them: three spot capacity pools instead of two.
+        assert len(zones) == 3
         assert all(z.startswith(f"{region}-") for z in zones)
         assert pool["group"]["region"] == region
+
+
+@pytest.mark.parametrize(("label", "stack"), ALL_GCP)
+def test_gpu_templates_turn_secure_boot_off_keep_vtpm_and_integrity(
+    synthesized: Synthesized, label: str, stack: str
+) -> None:
+    """Shielded VM docs: Secure Boot refuses unsigned boot components and kernel modules; the
+    Deep Learning VM's DKMS-built NVIDIA modules are unsigned, so `nvidia-smi` fails at boot
+    with it on. Every template here carries a GPU, so every one turns it off (and only it)."""
+    for pool in pools(synthesized.stack(label, stack)).values():
+        template = pool["template"]
+        assert template["guest_accelerator"], "a GPU template"
+        assert template["shielded_instance_config"] == {
+            "enable_secure_boot": False,
+            "enable_vtpm": True,
+            "enable_integrity_monitoring": True,
+        }
+
+
+@pytest.mark.parametrize(("label", "stack"), ALL_GCP)
+def test_autoscaled_regional_migs_use_even_or_balanced_shape(synthesized: Synthesized, label: str, stack: str) -> None:
+    """Compute Engine docs ("Set a target distribution shape", limitations): to autoscale a
+    regional MIG its target distribution shape must be BALANCED or EVEN (ANY is refused)."""
+    found = pools(synthesized.stack(label, stack))
+    assert found
+    for pool in found.values():
+        assert pool["autoscaler"]["autoscaling_policy"]["max_replicas"] >= 1  # autoscaled
+        assert pool["group"]["distribution_policy_target_shape"] == "BALANCED"
+        # BALANCED requires proactive instance redistribution to be off.
+        assert pool["group"]["update_policy"]["instance_redistribution_type"] == "NONE"
 
 
 def test_standard_and_spot_templates(synthesized: Synthesized) -> None:
@@ -128,11 +159,9 @@ def test_templates_are_hardened(synthesized: Synthesized, label: str, stack: str
     email = ref("google_service_account", account, "email", doc)
     for pool in pools(doc).values():
         t = pool["template"]
-        assert t["shielded_instance_config"] == {
-            "enable_secure_boot": True,
-            "enable_vtpm": True,
-            "enable_integrity_monitoring": True,
-        }
+        # Secure Boot is the GPU-specific exception (test below); the rest of shielded VM stays.
+        assert t["shielded_instance_config"]["enable_vtpm"] is True
+        assert t["shielded_instance_config"]["enable_integrity_monitoring"] is True
         assert t["metadata"]["enable-oslogin"] == "TRUE"
         assert t["metadata"]["block-project-ssh-keys"] == "TRUE"
         assert t["metadata"]["serial-port-enable"] == "FALSE"
