@@ -23,12 +23,14 @@ Managed policies are attached with `aws_iam_role_policy_attachment` (the role's
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from infra.config import Fleet
 
 if TYPE_CHECKING:
+    from cdktf import ITerraformDependable
     from cdktf_cdktf_provider_aws.iam_openid_connect_provider import IamOpenidConnectProvider
     from cdktf_cdktf_provider_aws.iam_role import IamRole
     from cdktf_cdktf_provider_google.iam_workload_identity_pool import IamWorkloadIdentityPool
@@ -149,7 +151,10 @@ class GcpGithubOidc:
     deploy_account: ServiceAccount
 
 
-def gcp_github_oidc(scope: Construct, *, fleet: Fleet) -> GcpGithubOidc:
+def gcp_github_oidc(
+    scope: Construct, *, fleet: Fleet, depends_on: Sequence[ITerraformDependable] = ()
+) -> GcpGithubOidc:
+    """`depends_on`: the API enablement (IAM, STS, IAM credentials) the pool and accounts need."""
     from cdktf_cdktf_provider_google.iam_workload_identity_pool import IamWorkloadIdentityPool
     from cdktf_cdktf_provider_google.iam_workload_identity_pool_provider import (
         IamWorkloadIdentityPoolProvider,
@@ -169,6 +174,7 @@ def gcp_github_oidc(scope: Construct, *, fleet: Fleet) -> GcpGithubOidc:
         workload_identity_pool_id=f"{fleet.project}-github"[:32],
         display_name="GitHub Actions",
         description=f"workflows of {repo}",
+        depends_on=list(depends_on),
     )
     provider = IamWorkloadIdentityPoolProvider(
         scope,
@@ -194,6 +200,7 @@ def gcp_github_oidc(scope: Construct, *, fleet: Fleet) -> GcpGithubOidc:
             project=project,
             account_id=f"{fleet.project}-gh-{kind}"[:30],
             display_name=f"GitHub Actions {kind} ({repo})",
+            depends_on=list(depends_on),
         )
     principal = f"principal://iam.googleapis.com/{pool.name}/subject/repo:{repo}"
     ServiceAccountIamMember(

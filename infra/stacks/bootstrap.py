@@ -4,8 +4,8 @@ trust the deploy workflow uses to reach the clouds (infra/constructs/github_oidc
 It keeps its own state locally (it creates the bucket the others need), so it is applied
 once per account by an administrator before any regional stack; CI only plans it.
 
-The Google provider (workload identity pool, plan / deploy service accounts) is added only
-when the fleet has GCP regions, so an AWS-only fleet's bootstrap imports no Google bindings
+The Google provider (the project's APIs, workload identity pool, plan / deploy service
+accounts) is added only when the fleet has GCP regions, so an AWS-only fleet's bootstrap imports no Google bindings
 and validates and deploys with the AWS provider alone.
 
 Outputs are named after the GitHub variables they fill (docs/delivery.md): `aws_plan_role_arn`
@@ -55,12 +55,23 @@ class BootstrapStack(FleetStack):
         # Deferred: only fleets with GCP regions pay for (and need a mirror of) the Google provider.
         from cdktf_cdktf_provider_google.provider import GoogleProvider
 
+        from infra.constructs.gcp_project_services import GcpProjectServices
         from infra.constructs.github_oidc import gcp_github_oidc
         from infra.gcp_labels import GcpLabels, fleet_labels
 
+        if fleet.gcp.project is None:
+            raise ValueError("gcp.project: required for a fleet with gcp regions")
         GoogleProvider(self, "google", project=fleet.gcp.project)
         Aspects.of(self).add(GcpLabels(fleet_labels(fleet.project, self.stack_name, fleet.tags)))
-        trust = gcp_github_oidc(self, fleet=fleet)
+        # Every API the GCP stacks, the instances and the CI login use, in one place.
+        self.gcp_services = GcpProjectServices(self, "gcp_services", fleet=fleet, project=fleet.gcp.project)
+        trust = gcp_github_oidc(
+            self,
+            fleet=fleet,
+            depends_on=self.gcp_services.of(
+                "iam.googleapis.com", "iamcredentials.googleapis.com", "sts.googleapis.com"
+            ),
+        )
         TerraformOutput(self, "gcp_workload_identity_provider", value=trust.provider.name)
         TerraformOutput(self, "gcp_plan_service_account", value=trust.plan_account.email)
         TerraformOutput(self, "gcp_deploy_service_account", value=trust.deploy_account.email)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.gcp.conftest import Synthesized
+from tests.gcp.conftest import FLEETS, Synthesized
 from tests.gcp.helpers import one, pools, ref, resources
 
 DEFAULT = ("default", "gcp-asia-southeast1")
@@ -372,6 +372,34 @@ def test_labels_on_every_labelable_resource(synthesized: Synthesized, label: str
     for rtype, entries in doc["resource"].items():
         for body in entries.values():
             assert not isinstance(body.get("tags"), dict), rtype
+
+
+# The API each Google resource type of a regional stack is served by.
+API_OF_RESOURCE = {
+    "google_compute_": "compute.googleapis.com",
+    "google_certificate_manager_": "certificatemanager.googleapis.com",
+    "google_secret_manager_": "secretmanager.googleapis.com",
+    "google_service_account": "iam.googleapis.com",
+    "google_project_iam_member": "cloudresourcemanager.googleapis.com",
+    "google_storage_": "storage.googleapis.com",
+}
+
+
+@pytest.mark.parametrize(("label", "stack"), ALL_GCP)
+def test_every_api_a_regional_stack_calls_is_enabled_by_bootstrap(
+    synthesized: Synthesized, label: str, stack: str
+) -> None:
+    """SERVICE_DISABLED on a fresh project: every resource type here must be served by an API
+    that the bootstrap stack enables (infra/constructs/gcp_project_services.py)."""
+    from infra.config import parse_fleet_text
+    from infra.constructs.gcp_project_services import required_services
+
+    fleet = parse_fleet_text(str(FLEETS[label]["fleet"]), label)
+    enabled = set(required_services(fleet))
+    for rtype in synthesized.stack(label, stack)["resource"]:
+        api = next((a for prefix, a in API_OF_RESOURCE.items() if rtype.startswith(prefix)), None)
+        assert api is not None, f"{rtype}: which API serves it?"
+        assert api in enabled, f"{rtype} needs {api}"
 
 
 def test_provider_and_backend(synthesized: Synthesized) -> None:

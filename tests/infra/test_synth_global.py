@@ -78,6 +78,31 @@ def test_bootstrap_github_oidc_trust(local_synth: Synth) -> None:
     assert outputs["gcp_deploy_service_account"]["value"] == "${google_service_account.github_deploy_account.email}"
 
 
+def test_bootstrap_enables_the_google_apis_and_never_disables_them_on_destroy(local_synth: Synth) -> None:
+    """A fresh project answers SERVICE_DISABLED until an API is enabled (google_project_service
+    "requires the Service Usage API"); the bootstrap enables, in one place, what the GCP stacks,
+    the instances and the CI login (workload identity federation: STS, IAM credentials) call,
+    and leaves them on when it is destroyed (disable_on_destroy false)."""
+    doc = local_synth.stacks["bootstrap"]
+    services = resources(doc, "google_project_service")
+    enabled = {s["service"] for s in services.values()}
+    issue = {"compute", "certificatemanager", "secretmanager", "monitoring", "logging", "iam", "iamcredentials", "sts"}
+    assert {f"{api}.googleapis.com" for api in issue} <= enabled
+    # project IAM bindings go through Resource Manager; the templates turn OS Login on
+    assert {"cloudresourcemanager.googleapis.com", "oslogin.googleapis.com"} <= enabled
+    for service in services.values():
+        assert service["project"] == local_synth.fleet.gcp.project
+        assert service["disable_on_destroy"] is False
+        assert service["disable_dependent_services"] is False
+    # The pool and the CI service accounts wait for IAM / STS / IAM credentials to be on.
+    pool = one(doc, "google_iam_workload_identity_pool")
+    needed = {f"google_project_service.{n}" for n, s in services.items() if s["service"].startswith(("iam", "sts"))}
+    assert len(needed) == 3
+    assert needed <= set(pool["depends_on"])
+    for account in resources(doc, "google_service_account").values():
+        assert needed <= set(account["depends_on"])
+
+
 def test_aws_only_bootstrap_has_no_google_provider(variant_synths: dict[str, Synth]) -> None:
     doc = variant_synths["accelerator"].stacks["bootstrap"]
     assert set(doc["provider"]) == {"aws"}
