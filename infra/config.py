@@ -89,6 +89,9 @@ class ServiceSpec(_Frozen):
     cache_ttl_s: int = Field(default=600, ge=0)
     # Secrets Manager (AWS) / Secret Manager (GCP) secret holding the API keys, one per line.
     api_keys_secret: str = Field(default="llm-fleet-api-keys", pattern=r"^[A-Za-z0-9/_+=.@-]+$")
+    # Optional secret (same stores) holding a Hugging Face token, for gated models and the hub's
+    # rate limits; the instances may read it only when it is set.
+    hf_token_secret: str | None = Field(default=None, pattern=r"^[A-Za-z0-9/_+=.@-]+$")
     # Seconds from a cold boot to ready (image pull + weights + engine + warm-up); sizes the
     # ASG health-check grace period and the MIG autohealing initial delay.
     cold_start_s: int = Field(default=600, ge=60, le=3600)

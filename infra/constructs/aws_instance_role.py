@@ -1,6 +1,8 @@
 """Least-privilege instance profile for the GPU instances.
 
-Allowed: SSM Session Manager (no SSH), reading the one API-keys secret, reading the weights
+Allowed: SSM Session Manager (no SSH), reading the API-keys secret (and the Hugging Face token
+secret when the fleet names one; Secrets Manager ARNs end in a random 6-character suffix, hence
+`<name>-*`), reading the weights
 mirror prefix (when it is on S3), publishing metrics in the fleet's namespace, reading its own
 ASG and completing the termination lifecycle hook of its own ASG.
 """
@@ -37,6 +39,7 @@ class AwsInstanceRole(Construct):
         partition: str,
         api_keys_secret: str,
         weights_mirror: str | None,
+        hf_token_secret: str | None = None,
         metrics_namespace: str,
         asg_name: str,
     ) -> None:
@@ -90,6 +93,15 @@ class AwsInstanceRole(Construct):
                 "Resource": "*",
             },
         ]
+        if hf_token_secret:
+            statements.append(
+                {
+                    "Sid": "ReadHfToken",
+                    "Effect": "Allow",
+                    "Action": "secretsmanager:GetSecretValue",
+                    "Resource": f"arn:{partition}:secretsmanager:{region}:{account_id}:secret:{hf_token_secret}-*",
+                }
+            )
         mirror = _s3_mirror(weights_mirror)
         if mirror is not None:
             bucket, prefix = mirror

@@ -2,7 +2,8 @@
 
 Instances get the `cloud-platform` OAuth scope (Google's recommendation: access is then decided
 by IAM alone) and only these roles: write logs, write metrics (the autoscaling metric),
-read the one API-keys secret, and read the weights mirror bucket when the fleet has one.
+read the API-keys secret (and the Hugging Face token secret when the fleet names one), and read
+the weights mirror bucket when the fleet has one.
 Never the Compute Engine default service account.
 """
 
@@ -46,6 +47,7 @@ class GcpServiceAccount(Construct):
         project: str,
         api_keys_secret: str,
         weights_mirror: str | None,
+        hf_token_secret: str | None = None,
     ) -> None:
         super().__init__(scope, id_)
         self.account = ServiceAccount(
@@ -69,6 +71,18 @@ class GcpServiceAccount(Construct):
             secret_id=api_keys_secret,
             role=SECRET_ROLE,
             member=self.member,
+        )
+        self.hf_token_access = (
+            SecretManagerSecretIamMember(
+                self,
+                "hf_token_reader",
+                project=project,
+                secret_id=hf_token_secret,
+                role=SECRET_ROLE,
+                member=self.member,
+            )
+            if hf_token_secret
+            else None
         )
         bucket = weights_bucket(weights_mirror)
         self.weights_reader = (

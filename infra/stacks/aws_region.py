@@ -73,6 +73,7 @@ class AwsRegionStack(FleetStack):
             partition=partition,
             api_keys_secret=fleet.service.api_keys_secret,
             weights_mirror=fleet.model.weights_mirror,
+            hf_token_secret=fleet.service.hf_token_secret,
             metrics_namespace=METRICS_NAMESPACE,
             asg_name=asg_name,
         )

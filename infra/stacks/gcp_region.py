@@ -62,6 +62,7 @@ class GcpRegionStack(FleetStack):
             project=project,
             api_keys_secret=fleet.service.api_keys_secret,
             weights_mirror=fleet.model.weights_mirror,
+            hf_token_secret=fleet.service.hf_token_secret,
         )
         self.network = GcpNetwork(
             self,

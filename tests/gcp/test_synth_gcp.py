@@ -195,12 +195,15 @@ def test_service_account_least_privilege(synthesized: Synthesized) -> None:
     roles = sorted(r["role"] for r in resources(doc, "google_project_iam_member").values())
     assert roles == ["roles/logging.logWriter", "roles/monitoring.metricWriter"]
     assert all(r["member"] == member for r in resources(doc, "google_project_iam_member").values())
-    secret = one(doc, "google_secret_manager_secret_iam_member")
-    assert (secret["secret_id"], secret["role"], secret["member"]) == (
-        "llm-fleet-api-keys",
-        "roles/secretmanager.secretAccessor",
-        member,
-    )
+    secrets = resources(doc, "google_secret_manager_secret_iam_member").values()
+    # The API keys, and the Hugging Face token this fleet names (gated models, hub rate limits).
+    assert sorted((s["secret_id"], s["role"], s["member"]) for s in secrets) == [
+        ("llm-fleet-api-keys", "roles/secretmanager.secretAccessor", member),
+        ("llm-fleet-hf-token", "roles/secretmanager.secretAccessor", member),
+    ]
+    # No token secret in the default fleet: only the API keys are readable.
+    default = resources(synthesized.stack(*DEFAULT), "google_secret_manager_secret_iam_member").values()
+    assert [s["secret_id"] for s in default] == ["llm-fleet-api-keys"]
     bucket = one(doc, "google_storage_bucket_iam_member")
     assert (bucket["bucket"], bucket["role"], bucket["member"]) == (
         "llm-weights-example",

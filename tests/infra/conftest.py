@@ -51,7 +51,8 @@ VARIANTS: dict[str, str] = {
         " capacity_reservations: [cr-0123456789abcdef0, cr-0fedcba9876543210]}\n"
         "  - {cloud: gcp, region: us-west1, gpu_type: l4, min_replicas: 1, max_replicas: 2}\n",
         extra="autoscale: {metric: gpu_utilization, target: 70}\n"
-        "model: {id: Qwen/Qwen2.5-7B-Instruct, weights_mirror: s3://llm-weights/qwen2.5-7b}\n",
+        "model: {id: Qwen/Qwen2.5-7B-Instruct, weights_mirror: s3://llm-weights/qwen2.5-7b}\n"
+        "service: {hf_token_secret: llm-fleet-hf-token}\n",
     ),
 }
 

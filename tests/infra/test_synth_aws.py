@@ -141,6 +141,23 @@ def test_instance_role_is_least_privilege(doc: dict[str, Any], region_fleet: Fle
             assert stmt["Action"] in ("cloudwatch:PutMetricData", "autoscaling:DescribeAutoScalingInstances")
     secret_arn = next(s["Resource"] for s in instance["Statement"] if s["Sid"] == "ReadApiKeys")
     assert secret_arn.endswith(f":secret:{region_fleet.service.api_keys_secret}-*")
+    # No Hugging Face token secret in the default fleet: no grant for one.
+    assert region_fleet.service.hf_token_secret is None
+    assert "ReadHfToken" not in actions
+
+
+def test_hf_token_secret_is_readable_only_when_the_fleet_names_one(variant_synths: dict[str, Synth]) -> None:
+    """Gated models and the hub's rate limits need a token; Secrets Manager ARNs end in a random
+    six-character suffix (Secrets Manager docs), hence `<name>-*`."""
+    doc = variant_synths["shared"].stacks["aws-us-west-2"]
+    policies = [json.loads(p["policy"]) for p in resources(doc, "aws_iam_role_policy").values()]
+    sids = {s["Sid"]: s for p in policies for s in p["Statement"] if "Sid" in s}
+    hf = sids["ReadHfToken"]
+    assert hf["Action"] == "secretsmanager:GetSecretValue"
+    assert hf["Resource"].startswith("arn:${data.aws_partition.")
+    assert hf["Resource"].endswith(
+        ":secretsmanager:us-west-2:${data.aws_caller_identity.account.account_id}:secret:llm-fleet-hf-token-*"
+    )
 
 
 def test_asg_mixed_instances(doc: dict[str, Any], region_fleet: Fleet) -> None:
