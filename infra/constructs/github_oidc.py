@@ -13,9 +13,9 @@ Two construct functions, wired into the bootstrap stack:
   principals.
 
 The audience is `sts.amazonaws.com` (AWS, the configure-aws-credentials default) and the
-provider's default audience on GCP. Permissions granted to the roles are the lead's /
-stack owners' choice; here: ReadOnlyAccess + state access for plan, AdministratorAccess
-scoped by the trust for deploy (the environment's protection rules are the gate).
+provider's default audience on GCP. What the GCP service accounts may do in the project:
+`infra/constructs/gcp_ci_roles.py`. AWS: ReadOnlyAccess + state access for plan,
+AdministratorAccess scoped by the trust for deploy (the environment's protection rules gate it).
 Managed policies are attached with `aws_iam_role_policy_attachment` (the role's
 `managed_policy_arns` argument is deprecated in hashicorp/aws 5.x).
 """
@@ -211,8 +211,8 @@ def gcp_github_oidc(
         member=f"{principal}:pull_request",
     )
     for env in deploy_environments(fleet):
-        if env.startswith("aws-"):
-            continue  # AWS region stacks never touch GCP
+        if not env.startswith("gcp-"):
+            continue  # AWS region stacks and global (Route 53 only) never touch GCP
         ServiceAccountIamMember(
             scope,
             f"github_deploy_binding_{resource_suffix(env)}",

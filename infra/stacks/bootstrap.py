@@ -55,6 +55,7 @@ class BootstrapStack(FleetStack):
         # Deferred: only fleets with GCP regions pay for (and need a mirror of) the Google provider.
         from cdktf_cdktf_provider_google.provider import GoogleProvider
 
+        from infra.constructs.gcp_ci_roles import grant_ci_roles
         from infra.constructs.gcp_project_services import GcpProjectServices
         from infra.constructs.github_oidc import gcp_github_oidc
         from infra.gcp_labels import GcpLabels, fleet_labels
@@ -71,6 +72,14 @@ class BootstrapStack(FleetStack):
             depends_on=self.gcp_services.of(
                 "iam.googleapis.com", "iamcredentials.googleapis.com", "sts.googleapis.com"
             ),
+        )
+        # Without project roles the CI login works but every plan / apply is refused.
+        self.gcp_ci_roles = grant_ci_roles(
+            self,
+            fleet=fleet,
+            project=fleet.gcp.project,
+            plan_member=f"serviceAccount:{trust.plan_account.email}",
+            deploy_member=f"serviceAccount:{trust.deploy_account.email}",
         )
         TerraformOutput(self, "gcp_workload_identity_provider", value=trust.provider.name)
         TerraformOutput(self, "gcp_plan_service_account", value=trust.plan_account.email)

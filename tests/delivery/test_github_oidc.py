@@ -61,3 +61,4 @@ def test_gcp_pool_condition_pins_repository(fleet: Fleet, synthesized: dict[str,
     assert any(m.endswith(f"repo:{fleet.github.repository}:pull_request") for m in members)
     assert any(m.endswith(":environment:gcp-asia-southeast1") for m in members)
     assert not any("environment:aws-" in m for m in members)
+    assert not any(m.endswith(":environment:global") for m in members)  # global writes only Route 53

@@ -405,6 +405,48 @@ def test_every_api_a_regional_stack_calls_is_enabled_by_bootstrap(
         assert api in enabled, f"{rtype} needs {api}"
 
 
+# The deploy role (infra/constructs/gcp_ci_roles.py) that may write each Google resource type of a
+# regional stack (GCP IAM roles reference: Compute Instance Admin v1 = templates, MIGs,
+# autoscalers; Network Admin = networking except firewall rules; Security Admin = firewall rules;
+# Certificate Manager Owner; Service Account Admin; Project IAM Admin; Secret Manager Admin;
+# Storage Admin).
+DEPLOY_ROLE_OF_RESOURCE = {
+    "google_compute_instance_template": "roles/compute.instanceAdmin.v1",
+    "google_compute_region_instance_group_manager": "roles/compute.instanceAdmin.v1",
+    "google_compute_region_autoscaler": "roles/compute.instanceAdmin.v1",
+    "google_compute_firewall": "roles/compute.securityAdmin",
+    "google_compute_network": "roles/compute.networkAdmin",
+    "google_compute_subnetwork": "roles/compute.networkAdmin",
+    "google_compute_router": "roles/compute.networkAdmin",
+    "google_compute_router_nat": "roles/compute.networkAdmin",
+    "google_compute_address": "roles/compute.networkAdmin",
+    "google_compute_region_health_check": "roles/compute.networkAdmin",
+    "google_compute_region_backend_service": "roles/compute.networkAdmin",
+    "google_compute_region_url_map": "roles/compute.networkAdmin",
+    "google_compute_region_target_https_proxy": "roles/compute.networkAdmin",
+    "google_compute_region_target_http_proxy": "roles/compute.networkAdmin",
+    "google_compute_forwarding_rule": "roles/compute.networkAdmin",
+    "google_compute_region_ssl_policy": "roles/compute.networkAdmin",
+    "google_certificate_manager_certificate": "roles/certificatemanager.owner",
+    "google_certificate_manager_dns_authorization": "roles/certificatemanager.owner",
+    "google_service_account": "roles/iam.serviceAccountAdmin",
+    "google_project_iam_member": "roles/resourcemanager.projectIamAdmin",
+    "google_secret_manager_secret_iam_member": "roles/secretmanager.admin",
+    "google_storage_bucket_iam_member": "roles/storage.admin",
+}
+
+
+@pytest.mark.parametrize(("label", "stack"), ALL_GCP)
+def test_the_deploy_account_holds_a_role_for_every_resource_type(
+    synthesized: Synthesized, label: str, stack: str
+) -> None:
+    from infra.constructs.gcp_ci_roles import BUCKET_ADMIN, DEPLOY_ROLES, PROJECT_IAM_ADMIN, SECRET_ADMIN
+
+    granted = {*DEPLOY_ROLES, PROJECT_IAM_ADMIN, SECRET_ADMIN, BUCKET_ADMIN}
+    for rtype in synthesized.stack(label, stack)["resource"]:
+        assert DEPLOY_ROLE_OF_RESOURCE.get(rtype) in granted, f"{rtype}: no deploy role writes it"
+
+
 def test_provider_and_backend(synthesized: Synthesized) -> None:
     doc = synthesized.stack(*DEFAULT)
     assert doc["provider"]["google"] == [{"project": "llm-fleet-example", "region": "asia-southeast1"}]

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from infra.config import GlobalMode
 from tests.infra.conftest import Synth
-from tests.infra.helpers import data, one, resources
+from tests.infra.helpers import data, one, resources, suppressions
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_bootstrap_state_bucket(local_synth: Synth) -> None:
@@ -66,9 +69,9 @@ def test_bootstrap_github_oidc_trust(local_synth: Synth) -> None:
     pool_provider = one(doc, "google_iam_workload_identity_pool_provider")
     assert pool_provider["attribute_condition"].startswith(f"assertion.repository == '{repo}' && ")
     members = sorted(m["member"] for m in resources(doc, "google_service_account_iam_member").values())
+    # global writes only Route 53: the GCP deploy account is bound to the gcp-* environments.
     assert [m.rsplit(f"repo:{repo}:", 1)[1] for m in members] == [
         "environment:gcp-asia-southeast1",
-        "environment:global",
         "pull_request",
     ]
     assert outputs["gcp_workload_identity_provider"]["value"] == (
@@ -101,6 +104,45 @@ def test_bootstrap_enables_the_google_apis_and_never_disables_them_on_destroy(lo
     assert needed <= set(pool["depends_on"])
     for account in resources(doc, "google_service_account").values():
         assert needed <= set(account["depends_on"])
+
+
+def test_gcp_ci_accounts_get_narrow_predefined_roles_for_plan_and_apply(local_synth: Synth) -> None:
+    """Without project roles the workload identity login works and every plan / apply of a
+    gcp-* stack is refused. Plan: viewers + Security Reviewer; deploy: one admin role per
+    resource family, Project IAM Admin fenced by an IAM condition ("Set limits on granting
+    roles": modifiedGrantsByRole) to the instances' two roles, Secret Manager Admin only on the
+    fleet's secrets; never a basic role."""
+    from infra.constructs.gcp_ci_roles import DEPLOY_ROLES, PLAN_ROLES
+    from infra.constructs.gcp_service_account import PROJECT_ROLES
+
+    doc = local_synth.stacks["bootstrap"]
+    plan_sa = "serviceAccount:${google_service_account.github_plan_account.email}"
+    deploy_sa = "serviceAccount:${google_service_account.github_deploy_account.email}"
+    bindings = list(resources(doc, "google_project_iam_member").values())
+    plan = {b["role"]: b for b in bindings if b["member"] == plan_sa}
+    deploy = {b["role"]: b for b in bindings if b["member"] == deploy_sa}
+    assert len(plan) + len(deploy) == len(bindings)
+    assert set(plan) == set(PLAN_ROLES)
+    assert all(r.endswith(("viewer", "Viewer", "securityReviewer")) for r in plan)
+    assert set(deploy) == {*DEPLOY_ROLES, "roles/resourcemanager.projectIamAdmin"}
+    assert not {"roles/owner", "roles/editor", "roles/viewer", "roles/compute.admin"} & (set(plan) | set(deploy))
+    fenced = deploy["roles/resourcemanager.projectIamAdmin"]["condition"]["expression"]
+    assert fenced == (
+        f"api.getAttribute('iam.googleapis.com/modifiedGrantsByRole', []).hasOnly({json.dumps(list(PROJECT_ROLES))})"
+    )
+    assert all("condition" not in b for r, b in deploy.items() if r != "roles/resourcemanager.projectIamAdmin")
+    secrets = list(resources(doc, "google_secret_manager_secret_iam_member").values())
+    assert [(s["secret_id"], s["role"], s["member"]) for s in secrets] == [
+        (local_synth.fleet.service.api_keys_secret, "roles/secretmanager.admin", deploy_sa)
+    ]
+    assert resources(doc, "google_storage_bucket_iam_member") == {}  # no gs:// weights mirror
+    # checkov: the service-account roles are suppressed beside the binding, with the reason.
+    for role in ("roles/iam.serviceAccountUser", "roles/iam.serviceAccountAdmin"):
+        assert "CKV_GCP_49" in suppressions(deploy[role])
+    # docs/delivery.md lists every role.
+    delivery = (REPO / "docs" / "delivery.md").read_text(encoding="utf-8")
+    for role in [*plan, *deploy, "roles/secretmanager.admin", "roles/storage.admin"]:
+        assert f"`{role}`" in delivery, role
 
 
 def test_aws_only_bootstrap_has_no_google_provider(variant_synths: dict[str, Synth]) -> None:
