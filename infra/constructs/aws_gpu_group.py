@@ -2,10 +2,13 @@
 
 The on-demand base (reserved capacity first when reservations are named) comes from the
 fleet file; everything above it is spot, spread over >= 2 instance types with the
-price-capacity-optimized strategy and capacity rebalancing. The ALB's readiness check is the
-health check (grace period >= cold start); a termination lifecycle hook gives each instance
-its drain budget; changes roll out by instance refresh; target tracking scales on the fleet's
-autoscale metric.
+price-capacity-optimized strategy and capacity rebalancing. Routing follows readiness (the
+target group checks `/health/ready`); replacement follows liveness: the group uses EC2 health
+checks, and the instance's own liveness agent marks it Unhealthy (SetInstanceHealth) when
+`/health/live` fails past its threshold, so an engine restart or one slow readiness probe never
+costs a cold start (GCP's MIG autohealing works the same way, on `/health/live`). A
+termination lifecycle hook gives each instance its drain budget; changes roll out by instance
+refresh; target tracking scales on the fleet's autoscale metric.
 """
 
 from __future__ import annotations
@@ -58,6 +61,8 @@ from infra.boot import GPU_UTILIZATION_METRIC, IN_FLIGHT_METRIC, LIFECYCLE_HOOK,
 GPU_AMI_SSM_PARAMETER = "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id"
 ROOT_VOLUME_GIB = 200  # AMI (~75 GiB) + service image (~20 GiB) + weights cache (~10 GiB) + headroom
 LIFECYCLE_HEARTBEAT_MARGIN_S = 60
+# Replacement on liveness: EC2 status checks + the instance's liveness agent (SetInstanceHealth).
+HEALTH_CHECK_TYPE = "EC2"
 
 
 class AwsGpuGroup(Construct):
@@ -179,7 +184,10 @@ class AwsGpuGroup(Construct):
             max_size=max_size,
             vpc_zone_identifier=list(subnet_ids),
             target_group_arns=[target_group_arn],
-            health_check_type="ELB",
+            # Auto Scaling docs ("Health checks"): with ELB health checks the group replaces an
+            # instance the target group reports unhealthy, i.e. on a readiness dip; EC2 checks plus
+            # SetInstanceHealth from the liveness agent replace only a dead instance or engine.
+            health_check_type=HEALTH_CHECK_TYPE,
             health_check_grace_period=cold_start_s,
             default_instance_warmup=cold_start_s,
             capacity_rebalance=True,

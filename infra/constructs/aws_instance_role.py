@@ -4,7 +4,8 @@ Allowed: SSM Session Manager (no SSH), reading the API-keys secret (and the Hugg
 secret when the fleet names one; Secrets Manager ARNs end in a random 6-character suffix, hence
 `<name>-*`), reading the weights
 mirror prefix (when it is on S3), publishing metrics in the fleet's namespace, reading its own
-ASG and completing the termination lifecycle hook of its own ASG.
+ASG, completing the termination lifecycle hook of its own ASG and marking itself Unhealthy in
+its own ASG (SetInstanceHealth, used by the liveness agent; resource-level on the group ARN).
 """
 
 from __future__ import annotations
@@ -84,6 +85,14 @@ class AwsInstanceRole(Construct):
                 "Sid": "CompleteOwnLifecycleHook",
                 "Effect": "Allow",
                 "Action": "autoscaling:CompleteLifecycleAction",
+                "Resource": asg_arn,
+            },
+            {
+                # The liveness agent: `set-instance-health --health-status Unhealthy` when
+                # /health/live fails past its threshold (the group's checks are EC2 only).
+                "Sid": "ReportOwnLiveness",
+                "Effect": "Allow",
+                "Action": "autoscaling:SetInstanceHealth",
                 "Resource": asg_arn,
             },
             {

@@ -38,7 +38,7 @@ def test_asg_mixed_policy(moto_deployment: MotoDeployment, stack: str, region: s
     types = [o["InstanceType"] for o in mip["LaunchTemplate"]["Overrides"]]
     assert len(types) >= 2
     assert all(t.startswith(gpu_types) for t in types)
-    assert asg["HealthCheckType"] == "ELB"
+    assert asg["HealthCheckType"] == "EC2"  # replacement on liveness (SetInstanceHealth), not readiness
     assert asg["HealthCheckGracePeriod"] >= 600
     assert asg["CapacityRebalance"] is True
     assert len(asg["TargetGroupARNs"]) == 1

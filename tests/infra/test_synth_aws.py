@@ -173,11 +173,32 @@ def test_asg_mixed_instances(doc: dict[str, Any], region_fleet: Fleet) -> None:
     assert len(types) >= 2
     assert types == [t.name for t in region.offering.instance_types]
     assert asg["capacity_rebalance"] is True
-    assert asg["health_check_type"] == "ELB"
     assert asg["health_check_grace_period"] >= region_fleet.service.cold_start_s
     assert "capacity_reservation_specification" not in asg
     assert len(asg["vpc_zone_identifier"]) == 2
     assert all("private" in s for s in asg["vpc_zone_identifier"])
+
+
+def test_replacement_follows_liveness_routing_follows_readiness(doc: dict[str, Any]) -> None:
+    """Auto Scaling docs ("Health checks"): with ELB health checks the group terminates an
+    instance the target group reports unhealthy, so an engine restart or one slow /health/ready
+    probe would cost a cold start. The group uses EC2 checks; the liveness agent on the instance
+    calls SetInstanceHealth (allowed on its own group only) when /health/live fails."""
+    asg = one(doc, "aws_autoscaling_group")
+    assert asg["health_check_type"] == "EC2"
+    assert one(doc, "aws_lb_target_group")["health_check"]["path"] == "/health/ready"  # routing
+    (target_group,) = asg["target_group_arns"]  # instances still register with the readiness target group
+    assert target_group.startswith("${aws_lb_target_group.")
+    policies = [json.loads(p["policy"]) for p in resources(doc, "aws_iam_role_policy").values()]
+    sids = {s["Sid"]: s for p in policies for s in p["Statement"] if "Sid" in s}
+    own_group = sids["CompleteOwnLifecycleHook"]["Resource"]
+    assert own_group.endswith(f":autoScalingGroup:*:autoScalingGroupName/{asg['name']}")
+    assert sids["ReportOwnLiveness"] == {
+        "Sid": "ReportOwnLiveness",
+        "Effect": "Allow",
+        "Action": "autoscaling:SetInstanceHealth",
+        "Resource": own_group,
+    }
 
 
 def test_asg_refresh_hook_and_scaling(doc: dict[str, Any], region_fleet: Fleet) -> None:
