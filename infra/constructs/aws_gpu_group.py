@@ -38,6 +38,7 @@ from cdktf_cdktf_provider_aws.autoscaling_policy import (
     AutoscalingPolicyTargetTrackingConfigurationCustomizedMetricSpecificationMetricDimension,
     AutoscalingPolicyTargetTrackingConfigurationPredefinedMetricSpecification,
 )
+from cdktf_cdktf_provider_aws.data_aws_ssm_parameter import DataAwsSsmParameter
 from cdktf_cdktf_provider_aws.launch_template import (
     LaunchTemplate,
     LaunchTemplateBlockDeviceMappings,
@@ -56,8 +57,7 @@ from constructs import Construct
 from infra.boot import GPU_UTILIZATION_METRIC, IN_FLIGHT_METRIC, LIFECYCLE_HOOK, METRICS_NAMESPACE
 
 # Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04): driver, docker and the NVIDIA
-# container toolkit preinstalled. Resolved by EC2 at launch, so synth never calls AWS and new
-# instances pick up patched AMIs.
+# container toolkit preinstalled; AWS publishes the latest id in this public SSM parameter.
 GPU_AMI_SSM_PARAMETER = "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id"
 ROOT_VOLUME_GIB = 200  # AMI (~75 GiB) + service image (~20 GiB) + weights cache (~10 GiB) + headroom
 LIFECYCLE_HEARTBEAT_MARGIN_S = 60
@@ -128,12 +128,18 @@ class AwsGpuGroup(Construct):
             description="load balancer to the service port",
         )
 
+        # The AMI is read at plan time, not by EC2 at launch (`resolve:ssm:`): Auto Scaling cannot
+        # roll an instance refresh back to a launch template whose AMI comes from Parameter Store
+        # ("Undo changes with a manual or auto rollback", considerations). A newly published AMI
+        # therefore shows up in the next plan as a new template version, which the group rolls
+        # out by instance refresh (with auto rollback).
+        self.ami = DataAwsSsmParameter(self, "gpu_ami", name=GPU_AMI_SSM_PARAMETER)
         self.launch_template = LaunchTemplate(
             self,
             "lt",
             name_prefix=f"{name}-",
             description=f"{name} GPU instances",
-            image_id=f"resolve:ssm:{GPU_AMI_SSM_PARAMETER}",
+            image_id=self.ami.insecure_value,  # a public AMI id, not a secret: no `(sensitive)` diffs
             instance_type=instance_types[0],
             update_default_version=True,
             ebs_optimized="true",

@@ -47,6 +47,12 @@ def test_asg_mixed_policy(moto_deployment: MotoDeployment, stack: str, region: s
     assert tags["Stack"] == stack
     hooks = moto_deployment.client("autoscaling", region).describe_lifecycle_hooks(AutoScalingGroupName=asg_name)
     assert [h["LifecycleHookName"] for h in hooks["LifecycleHooks"]] == [LIFECYCLE_HOOK]
+    # The AMI was resolved at plan time (the harness's stand-in for the public parameter).
+    lt = asg["MixedInstancesPolicy"]["LaunchTemplate"]["LaunchTemplateSpecification"]
+    versions = moto_deployment.client("ec2", region).describe_launch_template_versions(
+        LaunchTemplateId=lt["LaunchTemplateId"], Versions=[lt["Version"]]
+    )["LaunchTemplateVersions"]
+    assert versions[0]["LaunchTemplateData"]["ImageId"].startswith("ami-")
     policies = moto_deployment.client("autoscaling", region).describe_policies(AutoScalingGroupName=asg_name)
     assert [p["PolicyType"] for p in policies["ScalingPolicies"]] == ["TargetTrackingScaling"]
 

@@ -116,7 +116,7 @@ def test_target_group_health_check_and_deregistration(doc: dict[str, Any], regio
 
 def test_launch_template_hardening(doc: dict[str, Any], region_fleet: Fleet) -> None:
     lt = one(doc, "aws_launch_template")
-    assert lt["image_id"].startswith("resolve:ssm:/aws/service/")
+    assert lt["image_id"].startswith("${data.aws_ssm_parameter.")
     assert lt["metadata_options"]["http_tokens"] == "required"
     ebs = lt["block_device_mappings"][0]["ebs"]
     assert ebs["encrypted"] == "true"
@@ -126,6 +126,25 @@ def test_launch_template_hardening(doc: dict[str, Any], region_fleet: Fleet) -> 
     user_data = base64.b64decode(lt["user_data"]).decode()
     assert user_data.startswith("#!/bin/bash")
     assert f"readonly IMAGE={region_fleet.service.image}" in user_data
+
+
+def test_instance_refresh_auto_rollback_has_a_plan_time_ami(doc: dict[str, Any]) -> None:
+    """Auto Scaling docs ("Undo changes with a manual or auto rollback"): a rollback cannot
+    target a launch template whose AMI comes from Parameter Store, nor $Latest/$Default. The
+    AMI is read at plan time (data source), the group pins a numbered version, so a new AMI or
+    any template change becomes a new version that the refresh rolls out, with auto rollback."""
+    lt = one(doc, "aws_launch_template")
+    (param_id, param), *rest = data(doc, "aws_ssm_parameter").items()
+    assert rest == []
+    assert param["name"] == "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id"
+    assert lt["image_id"] == f"${{data.aws_ssm_parameter.{param_id}.insecure_value}}"
+    assert "resolve:ssm" not in json.dumps(doc)
+    asg = one(doc, "aws_autoscaling_group")
+    version = asg["mixed_instances_policy"]["launch_template"]["launch_template_specification"]["version"]
+    assert version.endswith(".latest_version}")  # a number, never "$Latest" / "$Default"
+    refresh = asg["instance_refresh"]
+    assert refresh["strategy"] == "Rolling"
+    assert refresh["preferences"]["auto_rollback"] is True
 
 
 def test_instance_role_is_least_privilege(doc: dict[str, Any], region_fleet: Fleet) -> None:
