@@ -59,6 +59,7 @@ class AwsRegionStack(FleetStack):
             subnet_ids=[s.id for s in self.network.public_subnets],
             zone_id=zone.zone_id,
             domain_names=[self.endpoint, fleet.global_.domain],
+            shared_names=[fleet.global_.domain],  # its validation record is the bootstrap stack's
             service_port=fleet.service.port,
             deregistration_delay_s=drain_s,
             idle_timeout_s=ALB_IDLE_TIMEOUT_S,

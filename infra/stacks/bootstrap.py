@@ -1,5 +1,6 @@
-"""`bootstrap`: the Terraform state bucket every other stack stores its state in, and the OIDC
-trust the deploy workflow uses to reach the clouds (infra/constructs/github_oidc.py).
+"""`bootstrap`: the Terraform state bucket every other stack stores its state in, the OIDC
+trust the deploy workflow uses to reach the clouds (infra/constructs/github_oidc.py), and the
+one record every region shares: the ACM validation CNAME of the global name.
 
 It keeps its own state locally (it creates the bucket the others need), so it is applied
 once per account by an administrator before any regional stack; CI only plans it.
@@ -22,6 +23,7 @@ from constructs import Construct
 
 from infra.catalog import Cloud
 from infra.config import Fleet
+from infra.constructs.aws_global_name_validation import AwsGlobalNameValidation
 from infra.constructs.aws_state_bucket import AwsStateBucket
 from infra.constructs.github_oidc import AwsGithubOidc, GcpGithubOidc, aws_github_oidc
 from infra.stacks.common import Backend, FleetStack
@@ -36,6 +38,12 @@ class BootstrapStack(FleetStack):
         TerraformOutput(self, "state_bucket_name", value=self.bucket.bucket.bucket)
         TerraformOutput(self, "state_bucket_arn", value=self.bucket.bucket.arn)
         TerraformOutput(self, "state_kms_key_arn", value=self.bucket.key.arn)
+
+        # The global name's ACM validation record: shared by every region's certificate, so it
+        # belongs to the stack that outlives them all.
+        self.global_name_validation = AwsGlobalNameValidation(
+            self, "global_name_validation", hosted_zone=fleet.global_.hosted_zone, domain=fleet.global_.domain
+        )
 
         self.aws_oidc: AwsGithubOidc = aws_github_oidc(self, fleet=fleet)
         TerraformOutput(self, "github_oidc_provider_arn", value=self.aws_oidc.provider.arn)

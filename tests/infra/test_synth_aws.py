@@ -93,16 +93,43 @@ def test_certificate_is_dns_validated_for_region_and_global_name(doc: dict[str, 
     assert cert["validation_method"] == "DNS"
     assert cert["domain_name"] == f"us-west-2.{region_fleet.global_.domain}"
     assert cert["subject_alternative_names"] == [region_fleet.global_.domain]
-    records = list(resources(doc, "aws_route53_record").values())
-    # one record per certificate name, keyed at synth time (no for_each over unknown keys)
-    names = [cert["domain_name"], *cert["subject_alternative_names"]]
-    assert len(records) == len(names) == 2
-    for record, name in zip(records, names, strict=True):
-        assert f'o.domain_name == "{name}"' in record["name"]
-        assert "data.aws_route53_zone" in record["zone_id"]
+    # This stack owns only the regional name's record, keyed at synth time (no for_each over
+    # unknown keys); the global name's record is the bootstrap stack's (test below).
+    (record,) = resources(doc, "aws_route53_record").values()
+    assert f'o.domain_name == "{cert["domain_name"]}"' in record["name"]
+    assert "data.aws_route53_zone" in record["zone_id"]
+    assert "allow_overwrite" not in record
     zone = one({"resource": doc["data"]}, "aws_route53_zone")
     assert zone["name"] == region_fleet.global_.hosted_zone
-    one(doc, "aws_acm_certificate_validation")
+    validation = one(doc, "aws_acm_certificate_validation")
+    regional, shared = validation["validation_record_fqdns"]
+    assert regional.startswith("${aws_route53_record.")
+    assert regional.endswith(".fqdn}")
+    assert f'o.domain_name == "{region_fleet.global_.domain}"' in shared
+    assert shared.endswith(".resource_record_name}")
+
+
+def test_the_global_names_validation_record_has_one_owner(local_synth: Synth) -> None:
+    """ACM gives every certificate for one domain in one account the same validation CNAME in
+    every region (terraform-provider-aws#13653), and renewals need it in place (ACM "DNS
+    validation"). Every regional certificate names the global domain, so its record must
+    outlive every region: exactly one stack writes it, bootstrap, and none overwrites."""
+    domain = local_synth.fleet.global_.domain
+    owners = []
+    for name, stack in local_synth.stacks.items():
+        for record in resources(stack, "aws_route53_record").values():
+            assert "allow_overwrite" not in record, name
+            if f'o.domain_name == "{domain}"' in str(record["name"]):
+                owners.append(name)
+    assert owners == ["bootstrap"]
+    bootstrap = local_synth.stacks["bootstrap"]
+    cert = one(bootstrap, "aws_acm_certificate")
+    assert (cert["domain_name"], cert["validation_method"]) == (domain, "DNS")
+    assert cert["lifecycle"] == {"create_before_destroy": True}
+    # never attached and never waited for: the certificate only yields the CNAME
+    assert resources(bootstrap, "aws_acm_certificate_validation") == {}
+    zone = one({"resource": bootstrap["data"]}, "aws_route53_zone")
+    assert (zone["name"], zone["private_zone"]) == (local_synth.fleet.global_.hosted_zone, False)
 
 
 def test_target_group_health_check_and_deregistration(doc: dict[str, Any], region_fleet: Fleet) -> None:
