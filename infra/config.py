@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from infra.catalog import GPU_OFFERINGS, GPUS, REGIONS, Cloud, GpuOffering, RegionInfo
+from infra.catalog import COLD_START_BUDGETS, GPU_OFFERINGS, GPUS, REGIONS, Cloud, GpuOffering, RegionInfo
 
 DEFAULT_FLEET_FILE = Path(__file__).resolve().parent.parent / "regions.yaml"
 
@@ -93,8 +93,9 @@ class ServiceSpec(_Frozen):
     # rate limits; the instances may read it only when it is set.
     hf_token_secret: str | None = Field(default=None, pattern=r"^[A-Za-z0-9/_+=.@-]+$")
     # Seconds from a cold boot to ready (image pull + weights + engine + warm-up); sizes the
-    # ASG health-check grace period and the MIG autohealing initial delay.
-    cold_start_s: int = Field(default=600, ge=60, le=3600)
+    # ASG health-check grace period and the MIG autohealing initial delay. Empty: the written
+    # budget of the region's GPU type (catalog.COLD_START_BUDGETS; Fleet.cold_start_s).
+    cold_start_s: int | None = Field(default=None, ge=60, le=3600)
 
 
 class GlobalMode(StrEnum):
@@ -186,6 +187,12 @@ class Fleet(_Frozen):
             if r.stack_name == stack_name:
                 return r
         raise KeyError(stack_name)
+
+    def cold_start_s(self, region: RegionSpec) -> int:
+        """Launch to ready for one region: `service.cold_start_s`, else its GPU's budget."""
+        if self.service.cold_start_s is not None:
+            return self.service.cold_start_s
+        return COLD_START_BUDGETS[region.cloud][region.gpu_type].cold_start_s
 
     @property
     def canary(self) -> RegionSpec:

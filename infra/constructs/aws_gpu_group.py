@@ -60,6 +60,14 @@ from infra.boot import GPU_UTILIZATION_METRIC, IN_FLIGHT_METRIC, LIFECYCLE_HOOK,
 # container toolkit preinstalled; AWS publishes the latest id in this public SSM parameter.
 GPU_AMI_SSM_PARAMETER = "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id"
 ROOT_VOLUME_GIB = 200  # AMI (~75 GiB) + service image (~20 GiB) + weights cache (~10 GiB) + headroom
+# Instance types without instance-store NVMe keep the image and weights on the root volume, so it
+# gets gp3's provisioned throughput (EC2 docs, gp3: 125..1,000 MiB/s and 3,000..16,000 IOPS, at
+# most 0.25 MiB/s per provisioned IOPS) instead of the 125 MiB/s baseline. Types with NVMe
+# (the Deep Learning AMI mounts it at /opt/dlami/nvme; Nitro instance stores need no block
+# device mapping) keep the baseline root: the boot script puts the docker data root and the
+# model cache there.
+PROVISIONED_THROUGHPUT_MIBPS = 1000
+PROVISIONED_IOPS = 4000  # 1,000 MiB/s / 0.25 MiB/s per IOPS
 LIFECYCLE_HEARTBEAT_MARGIN_S = 60
 # Replacement on liveness: EC2 status checks + the instance's liveness agent (SetInstanceHealth).
 HEALTH_CHECK_TYPE = "EC2"
@@ -85,6 +93,7 @@ class AwsGpuGroup(Construct):
         user_data: str,
         service_port: int,
         cold_start_s: int,
+        local_nvme: bool,
         drain_budget_s: int,
         autoscale_metric: str,
         autoscale_target: float,
@@ -163,7 +172,12 @@ class AwsGpuGroup(Construct):
                 LaunchTemplateBlockDeviceMappings(
                     device_name="/dev/sda1",
                     ebs=LaunchTemplateBlockDeviceMappingsEbs(
-                        volume_size=ROOT_VOLUME_GIB, volume_type="gp3", encrypted="true", delete_on_termination="true"
+                        volume_size=ROOT_VOLUME_GIB,
+                        volume_type="gp3",
+                        encrypted="true",
+                        delete_on_termination="true",
+                        throughput=None if local_nvme else PROVISIONED_THROUGHPUT_MIBPS,
+                        iops=None if local_nvme else PROVISIONED_IOPS,
                     ),
                 )
             ],

@@ -104,7 +104,7 @@ class GcpRegionStack(FleetStack):
                 size=size,
                 port=port,
                 autohealing_check=self.health.live.id,
-                cold_start_s=fleet.service.cold_start_s,
+                cold_start_s=fleet.cold_start_s(region),
                 autoscale=fleet.autoscale,
             )
         self.endpoint = endpoint_name(fleet, region)

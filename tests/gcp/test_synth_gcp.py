@@ -253,6 +253,17 @@ def test_health_checks_live_slow_ready_fast(synthesized: Synthesized) -> None:
     assert backend["health_checks"] == [ref("google_compute_region_health_check", ready, "id", doc)]
 
 
+def test_autohealing_delay_is_the_gpus_cold_start_budget_without_an_override(synthesized: Synthesized) -> None:
+    """The default fleet sets no service.cold_start_s: the L4's written GCP budget sizes the
+    autohealing initial delay and the autoscaler's initialization period."""
+    from infra.catalog import COLD_START_BUDGETS, Cloud
+
+    budget = COLD_START_BUDGETS[Cloud.GCP]["l4"].cold_start_s
+    for pool in pools(synthesized.stack(*DEFAULT)).values():
+        assert pool["group"]["auto_healing_policies"]["initial_delay_sec"] == budget
+        assert pool["autoscaler"]["autoscaling_policy"]["cooldown_period"] == budget
+
+
 @pytest.mark.parametrize(
     ("label", "stack", "signal"),
     [

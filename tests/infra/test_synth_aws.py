@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from infra.boot import DRAIN_BUDGET_S, LIFECYCLE_HOOK
-from infra.catalog import Cloud
+from infra.catalog import COLD_START_BUDGETS, GPU_OFFERINGS, Cloud
 from infra.config import Fleet
 from tests.infra.conftest import Synth
 from tests.infra.helpers import data, one, resources
 
 REGION = "aws-us-west-2"
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -155,6 +157,56 @@ def test_launch_template_hardening(doc: dict[str, Any], region_fleet: Fleet) -> 
     assert f"readonly IMAGE={region_fleet.service.image}" in user_data
 
 
+def test_cold_start_budget_sizes_the_grace_period_and_nvme_holds_image_and_weights(
+    doc: dict[str, Any], region_fleet: Fleet
+) -> None:
+    """No `service.cold_start_s` in the fleet: the grace period, warm-ups and refresh come from
+    the written budget of the region's GPU (catalog.COLD_START_BUDGETS, docs/aws.md). g5 has
+    instance-store NVMe (EC2 DescribeInstanceTypes), where the boot script puts the image and
+    the weights, so the root volume stays at gp3's baseline."""
+    region = region_fleet.region(REGION)
+    assert region_fleet.service.cold_start_s is None
+    budget = COLD_START_BUDGETS[Cloud.AWS][region.gpu_type]
+    expected = region_fleet.cold_start_s(region)
+    assert expected == budget.cold_start_s >= budget.total_s * 1.25
+    asg = one(doc, "aws_autoscaling_group")
+    assert asg["health_check_grace_period"] == asg["default_instance_warmup"] == expected
+    assert asg["instance_refresh"]["preferences"]["instance_warmup"] == str(expected)
+    assert one(doc, "aws_autoscaling_policy")["estimated_instance_warmup"] == expected
+    assert all(t.local_nvme_gb > 0 for t in region.offering.instance_types)
+    ebs = one(doc, "aws_launch_template")["block_device_mappings"][0]["ebs"]
+    assert "throughput" not in ebs
+    assert "iops" not in ebs
+
+
+def test_root_volume_gets_provisioned_gp3_throughput_without_local_nvme(variant_synths: dict[str, Synth]) -> None:
+    """p3 (V100) has no instance store, so the image and weights land on the root volume: gp3
+    provisioned at 1,000 MiB/s (the maximum) with the IOPS that ratio needs (0.25 MiB/s per
+    IOPS), not the 125 MiB/s baseline (EC2 docs, gp3)."""
+    synth = variant_synths["accelerator"]
+    region = synth.fleet.region("aws-eu-central-1")
+    assert not region.offering.local_nvme
+    ebs = one(synth.stacks["aws-eu-central-1"], "aws_launch_template")["block_device_mappings"][0]["ebs"]
+    assert (ebs["volume_type"], ebs["throughput"], ebs["iops"]) == ("gp3", 1000, 4000)
+    assert ebs["throughput"] <= 0.25 * ebs["iops"]
+    asg = one(synth.stacks["aws-eu-central-1"], "aws_autoscaling_group")
+    assert asg["health_check_grace_period"] == COLD_START_BUDGETS[Cloud.AWS]["v100"].cold_start_s
+
+
+def test_every_offering_has_a_written_cold_start_budget() -> None:
+    """docs/aws.md carries the budget table, row for row as the catalogue has it."""
+    text = (REPO / "docs" / "aws.md").read_text(encoding="utf-8")
+    for cloud, offerings in GPU_OFFERINGS.items():
+        for gpu, offering in offerings.items():
+            b = COLD_START_BUDGETS[cloud][gpu]
+            disk = "local NVMe" if offering.local_nvme else ("gp3 1,000 MiB/s" if cloud == Cloud.AWS else "pd-balanced")
+            steps = (b.boot_s, b.image_s, b.weights_s, b.load_s, b.warmup_s, b.total_s, b.cold_start_s)
+            row = f"| {cloud.value} | {gpu} | {offering.instance_types[0].name} | {disk} | " + " | ".join(
+                str(v) for v in steps
+            )
+            assert row + " |" in text, row
+
+
 def test_instance_refresh_auto_rollback_has_a_plan_time_ami(doc: dict[str, Any]) -> None:
     """Auto Scaling docs ("Undo changes with a manual or auto rollback"): a rollback cannot
     target a launch template whose AMI comes from Parameter Store, nor $Latest/$Default. The
@@ -219,7 +271,7 @@ def test_asg_mixed_instances(doc: dict[str, Any], region_fleet: Fleet) -> None:
     assert len(types) >= 2
     assert types == [t.name for t in region.offering.instance_types]
     assert asg["capacity_rebalance"] is True
-    assert asg["health_check_grace_period"] >= region_fleet.service.cold_start_s
+    assert asg["health_check_grace_period"] == region_fleet.cold_start_s(region)
     assert "capacity_reservation_specification" not in asg
     assert len(asg["vpc_zone_identifier"]) == 2
     assert all("private" in s for s in asg["vpc_zone_identifier"])
