@@ -163,12 +163,30 @@ def test_fleet_backend_is_s3_with_lockfile(fleet_synth: Synth) -> None:
         assert s3["region"] == fleet.state.region
         assert s3["encrypt"] is True
         assert s3["use_lockfile"] is True
+        # encrypt alone asks S3 for SSE-S3; the state key (by its alias) makes it SSE-KMS
+        assert s3["kms_key_id"] == f"alias/{fleet.state.bucket}"
     assert "local" in fleet_synth.stacks["bootstrap"]["terraform"]["backend"]
     remote = data(fleet_synth.stacks["global"], "terraform_remote_state")
     assert {r["backend"] for r in remote.values()} == {"s3"}
     keys = {r["config"]["key"] for r in remote.values()}
     assert f"{fleet.project}/aws-us-west-2.tfstate" in keys
     assert f"{fleet.project}/gcp-asia-southeast1.tfstate" in keys
+
+
+def test_state_is_encrypted_with_the_bootstrap_key_not_sse_s3(fleet_synth: Synth) -> None:
+    """Terraform S3 backend docs: `encrypt` alone is server-side encryption with S3's key;
+    `kms_key_id` makes it the customer key. Every backend names the alias bootstrap creates."""
+    from infra.naming import state_kms_alias
+
+    fleet = fleet_synth.fleet
+    alias = one(fleet_synth.stacks["bootstrap"], "aws_kms_alias")
+    assert alias["name"] == state_kms_alias(fleet.state.bucket)
+    assert alias["target_key_id"].startswith("${aws_kms_key.")
+    for name, stack in fleet_synth.stacks.items():
+        if name == "bootstrap":
+            continue
+        assert stack["terraform"]["backend"]["s3"]["kms_key_id"] == alias["name"], name
+    assert state_kms_alias("state.example.org") == "alias/state-example-org"  # KMS alias characters
 
 
 def test_local_backend_and_relative_remote_state(local_synth: Synth) -> None:
