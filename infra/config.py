@@ -135,6 +135,9 @@ class GithubSpec(_Frozen):
     """The repository whose workflows may assume the deploy roles (OIDC subject)."""
 
     repository: str = Field(default="llm-fleet/llm-fleet", pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+    # An account holds one IAM OIDC provider per URL: `existing` reuses the account's
+    # token.actions.githubusercontent.com provider instead of creating it (EntityAlreadyExists).
+    oidc_provider: Literal["create", "existing"] = "create"
 
 
 class RegionSpec(_Frozen):

@@ -3,7 +3,8 @@
 Two construct functions, wired into the bootstrap stack:
 
 - `aws_github_oidc(scope, fleet=...)`: the IAM OIDC provider for
-  token.actions.githubusercontent.com, a read-only *plan* role whose trust pins
+  token.actions.githubusercontent.com (created, or with `github.oidc_provider: existing` the
+  account's own, read by a data source), a read-only *plan* role whose trust pins
   `repo:<repository>:pull_request`, and one *deploy* role per GitHub environment (one per
   stack that the workflow applies) whose trust pins `repo:<repository>:environment:<stack>`.
 - `gcp_github_oidc(scope, fleet=...)`: a workload identity pool + OIDC provider whose
@@ -31,6 +32,7 @@ from infra.config import Fleet
 
 if TYPE_CHECKING:
     from cdktf import ITerraformDependable
+    from cdktf_cdktf_provider_aws.data_aws_iam_openid_connect_provider import DataAwsIamOpenidConnectProvider
     from cdktf_cdktf_provider_aws.iam_openid_connect_provider import IamOpenidConnectProvider
     from cdktf_cdktf_provider_aws.iam_role import IamRole
     from cdktf_cdktf_provider_google.iam_workload_identity_pool import IamWorkloadIdentityPool
@@ -86,13 +88,14 @@ def aws_trust_policy(provider_arn: str, repository: str, subjects: list[str]) ->
 
 @dataclass(frozen=True)
 class AwsGithubOidc:
-    provider: IamOpenidConnectProvider
+    provider: IamOpenidConnectProvider | DataAwsIamOpenidConnectProvider  # created, or the account's
     plan_role: IamRole
     deploy_roles: dict[str, IamRole]  # GitHub environment (stack name) -> role
 
 
 def aws_github_oidc(scope: Construct, *, fleet: Fleet) -> AwsGithubOidc:
     # Deferred: a stack that only needs one cloud never pays for the other's bindings.
+    from cdktf_cdktf_provider_aws.data_aws_iam_openid_connect_provider import DataAwsIamOpenidConnectProvider
     from cdktf_cdktf_provider_aws.iam_openid_connect_provider import IamOpenidConnectProvider
     from cdktf_cdktf_provider_aws.iam_role import IamRole
     from cdktf_cdktf_provider_aws.iam_role_policy_attachment import IamRolePolicyAttachment
@@ -100,12 +103,19 @@ def aws_github_oidc(scope: Construct, *, fleet: Fleet) -> AwsGithubOidc:
     from infra.constructs.aws_suppress import suppress
 
     repo = fleet.github.repository
-    provider = IamOpenidConnectProvider(
-        scope,
-        "github_oidc_provider",
-        url=GITHUB_OIDC_URL,
-        client_id_list=[AWS_AUDIENCE],
-    )
+    provider: IamOpenidConnectProvider | DataAwsIamOpenidConnectProvider
+    if fleet.github.oidc_provider == "existing":
+        # IAM allows one OIDC provider per URL in an account (a second CreateOpenIDConnectProvider
+        # fails with EntityAlreadyExists): read the one that exists. It must list the
+        # sts.amazonaws.com audience, as the created one does.
+        provider = DataAwsIamOpenidConnectProvider(scope, "github_oidc_provider", url=GITHUB_OIDC_URL)
+    else:
+        provider = IamOpenidConnectProvider(
+            scope,
+            "github_oidc_provider",
+            url=GITHUB_OIDC_URL,
+            client_id_list=[AWS_AUDIENCE],
+        )
     plan = IamRole(
         scope,
         "github_plan_role",

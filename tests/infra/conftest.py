@@ -44,7 +44,8 @@ VARIANTS: dict[str, str] = {
         "  - {cloud: aws, region: us-west-2, gpu_type: a10g, min_replicas: 1, max_replicas: 2, on_demand_base: 1}\n"
         "  - {cloud: aws, region: eu-central-1, gpu_type: v100, min_replicas: 1, max_replicas: 2}\n",
         mode="global-accelerator",
-        extra="model: {id: Qwen/Qwen2.5-7B-Instruct, quantization: none}\n",
+        extra="model: {id: Qwen/Qwen2.5-7B-Instruct, quantization: none}\n"
+        "github: {repository: llm-fleet/llm-fleet, oidc_provider: existing}\n",
     ),
     # Two fleet regions in one latency region (gcp us-west1 -> aws us-west-2), plus reservations.
     "shared": fleet_yaml(

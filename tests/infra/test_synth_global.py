@@ -154,6 +154,27 @@ def test_aws_only_bootstrap_has_no_google_provider(variant_synths: dict[str, Syn
     assert set(doc["output"]["aws_deploy_role_arns"]["value"]) == {"aws-us-west-2", "aws-eu-central-1", "global"}
 
 
+def test_bootstrap_reuses_an_existing_github_oidc_provider(variant_synths: dict[str, Synth]) -> None:
+    """IAM allows one OIDC provider per URL in an account (CreateOpenIDConnectProvider:
+    EntityAlreadyExists); `github.oidc_provider: existing` reads the account's provider and the
+    roles trust it, so bootstrap applies where another project already created it."""
+    synth = variant_synths["accelerator"]
+    assert synth.fleet.github.oidc_provider == "existing"
+    doc = synth.stacks["bootstrap"]
+    assert resources(doc, "aws_iam_openid_connect_provider") == {}
+    (provider,) = data(doc, "aws_iam_openid_connect_provider").values()
+    assert provider["url"] == "https://token.actions.githubusercontent.com"
+    roles = resources(doc, "aws_iam_role")
+    for name, role in roles.items():
+        if not name.startswith("github_"):
+            continue
+        principal = json.loads(role["assume_role_policy"])["Statement"][0]["Principal"]
+        assert principal == {"Federated": "${data.aws_iam_openid_connect_provider.github_oidc_provider.arn}"}
+    assert doc["output"]["github_oidc_provider_arn"]["value"] == (
+        "${data.aws_iam_openid_connect_provider.github_oidc_provider.arn}"
+    )
+
+
 def test_fleet_backend_is_s3_with_lockfile(fleet_synth: Synth) -> None:
     fleet = fleet_synth.fleet
     for name in ("aws-eu-central-1", "global"):
