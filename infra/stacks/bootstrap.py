@@ -45,7 +45,13 @@ class BootstrapStack(FleetStack):
             self, "global_name_validation", hosted_zone=fleet.global_.hosted_zone, domain=fleet.global_.domain
         )
 
-        self.aws_oidc: AwsGithubOidc = aws_github_oidc(self, fleet=fleet)
+        self.aws_oidc: AwsGithubOidc = aws_github_oidc(
+            self,
+            fleet=fleet,
+            state_bucket_arn=self.bucket.bucket.arn,
+            state_key_arn=self.bucket.key.arn,
+            zone_id=self.global_name_validation.zone.zone_id,
+        )
         TerraformOutput(self, "github_oidc_provider_arn", value=self.aws_oidc.provider.arn)
         TerraformOutput(self, "aws_plan_role_arn", value=self.aws_oidc.plan_role.arn)
         TerraformOutput(

@@ -170,13 +170,15 @@ def test_bootstrap_oidc_trust(moto_deployment: MotoDeployment) -> None:
     assert plan_trust["Condition"]["StringEquals"]["token.actions.githubusercontent.com:sub"] == [
         f"repo:{repo}:pull_request"
     ]
-    attached = iam.list_attached_role_policies(RoleName=plan["RoleName"])["AttachedPolicies"]
-    assert [a["PolicyName"] for a in attached] == ["ReadOnlyAccess"]
+    # one scoped inline policy (no ReadOnlyAccess: it reads every S3 object of the account)
+    assert iam.list_attached_role_policies(RoleName=plan["RoleName"])["AttachedPolicies"] == []
+    assert len(iam.list_role_policies(RoleName=plan["RoleName"])["PolicyNames"]) == 1
     assert set(out["aws_deploy_role_arns"]) == {"aws-us-west-2", "aws-eu-central-1", "global"}
     for env, arn in out["aws_deploy_role_arns"].items():
         role = iam.get_role(RoleName=arn.rsplit("/", 1)[1])["Role"]
         condition = role["AssumeRolePolicyDocument"]["Statement"][0]["Condition"]["StringEquals"]
         assert condition["token.actions.githubusercontent.com:sub"] == [f"repo:{repo}:environment:{env}"]
+        assert iam.list_attached_role_policies(RoleName=role["RoleName"])["AttachedPolicies"] == []  # no admin
         tags = {t["Key"]: t["Value"] for t in iam.list_role_tags(RoleName=role["RoleName"])["Tags"]}
         assert tags["Project"] == "llm-fleet"
         assert tags["Stack"] == "bootstrap"

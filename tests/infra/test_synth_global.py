@@ -55,9 +55,10 @@ def test_bootstrap_github_oidc_trust(local_synth: Synth) -> None:
         role = roles[f"github_deploy_role_{env.replace('-', '_')}"]
         assert _trust_subjects(role) == [f"repo:{repo}:environment:{env}"]
         assert "managed_policy_arns" not in role  # deprecated in hashicorp/aws 5.x
-    attachments = {a["role"]: a["policy_arn"] for a in resources(doc, "aws_iam_role_policy_attachment").values()}
-    assert attachments["${aws_iam_role.github_plan_role.name}"] == "arn:aws:iam::aws:policy/ReadOnlyAccess"
-    assert len(attachments) == 1 + len(environments)
+    # No managed policies (ReadOnlyAccess / AdministratorAccess): one scoped inline policy per role.
+    assert resources(doc, "aws_iam_role_policy_attachment") == {}
+    policies = {p["role"] for p in resources(doc, "aws_iam_role_policy").values()}
+    assert policies == {f"${{aws_iam_role.{name}.id}}" for name in roles}
     # Outputs named after the GitHub variables they fill (docs/delivery.md).
     outputs = doc["output"]
     assert outputs["aws_plan_role_arn"]["value"] == "${aws_iam_role.github_plan_role.arn}"
@@ -152,6 +153,144 @@ def test_aws_only_bootstrap_has_no_google_provider(variant_synths: dict[str, Syn
     assert not [t for t in doc["resource"] if not t.startswith("aws_")]
     assert not [o for o in doc["output"] if o.startswith("gcp_")]
     assert set(doc["output"]["aws_deploy_role_arns"]["value"]) == {"aws-us-west-2", "aws-eu-central-1", "global"}
+
+
+def _ci_policy(doc: dict[str, Any], role: str) -> list[dict[str, Any]]:
+    (policy,) = [
+        p for p in resources(doc, "aws_iam_role_policy").values() if p["role"] == f"${{aws_iam_role.{role}.id}}"
+    ]
+    statements: list[dict[str, Any]] = json.loads(policy["policy"])["Statement"]
+    return statements
+
+
+def _actions(statements: list[dict[str, Any]]) -> set[str]:
+    out: set[str] = set()
+    for st in statements:
+        out |= {st["Action"]} if isinstance(st["Action"], str) else set(st["Action"])
+    return out
+
+
+def _resources(statement: dict[str, Any]) -> list[str]:
+    r = statement["Resource"]
+    return [r] if isinstance(r, str) else list(r)
+
+
+# The AWS service that serves each resource type of a regional stack.
+SERVICE_OF_RESOURCE = {
+    "aws_acm_": "acm",
+    "aws_autoscaling_": "autoscaling",
+    "aws_cloudwatch_log_group": "logs",
+    "aws_iam_": "iam",
+    "aws_kms_": "kms",
+    "aws_lb": "elasticloadbalancing",
+    "aws_route53_": "route53",
+    **dict.fromkeys(
+        (
+            "aws_vpc",
+            "aws_subnet",
+            "aws_eip",
+            "aws_nat_gateway",
+            "aws_internet_gateway",
+            "aws_route",
+            "aws_default_security_group",
+            "aws_security_group",
+            "aws_flow_log",
+            "aws_launch_template",
+        ),
+        "ec2",
+    ),
+}
+
+
+def test_aws_ci_roles_are_scoped_to_what_their_stacks_touch(local_synth: Synth) -> None:
+    """No AdministratorAccess for stacks that only need the state bucket (gcp-*) or Route 53
+    (global), and no ReadOnlyAccess that reads every S3 object of the account: each role's
+    inline policy names the state objects (Terraform S3 backend docs: the key and, with
+    use_lockfile, `<key>.tflock`; KMS Encrypt/Decrypt/GenerateDataKey with kms_key_id) and the
+    services, region, names and zone its stacks use."""
+    fleet = local_synth.fleet
+    doc = local_synth.stacks["bootstrap"]
+    text = json.dumps(doc)
+    assert "AdministratorAccess" not in text
+    assert "ReadOnlyAccess" not in text
+    (bucket_id,) = resources(doc, "aws_s3_bucket")
+    (key_id,) = resources(doc, "aws_kms_key")
+    (zone_id,) = data(doc, "aws_route53_zone")
+    bucket, key = f"${{aws_s3_bucket.{bucket_id}.arn}}", f"${{aws_kms_key.{key_id}.arn}}"
+
+    def objects(statements: list[dict[str, Any]]) -> set[str]:
+        return {r for st in statements if "s3:GetObject" in _actions([st]) for r in _resources(st)}
+
+    # plan: reads every stack's state and decrypts it; writes nothing, reads no other object.
+    plan = _ci_policy(doc, "github_plan_role")
+    stacks = [n for n in fleet.stack_names() if n != "bootstrap"]
+    assert objects(plan) == {f"{bucket}/{fleet.project}/{s}.tfstate" for s in stacks}
+    for action in _actions(plan):
+        verb = action.split(":", 1)[1]
+        assert verb.startswith(("Describe", "Get", "List")) or verb == "Decrypt", action
+    assert next(st for st in plan if st["Sid"] == "UseStateKey")["Resource"] == key
+
+    # gcp-*: its own state object and lock file, nothing else in AWS.
+    gcp = _ci_policy(doc, "github_deploy_role_gcp_asia_southeast1")
+    own = f"{bucket}/{fleet.project}/gcp-asia-southeast1.tfstate"
+    assert {a.split(":")[0] for a in _actions(gcp)} == {"s3", "kms"}
+    assert objects(gcp) == {own, f"{own}.tflock"}
+    assert set(_actions(gcp)) == {
+        "s3:ListBucket",
+        "s3:GetObject",
+        "s3:PutObject",
+        "s3:DeleteObject",
+        "kms:Decrypt",
+        "kms:Encrypt",
+        "kms:GenerateDataKey",
+    }
+
+    # global: state (its own, and the regions' for remote state), Route 53 in the fleet's zone.
+    glob = _ci_policy(doc, "github_deploy_role_global")
+    assert {a.split(":")[0] for a in _actions(glob)} == {"s3", "kms", "route53"}
+    own = f"{bucket}/{fleet.project}/global.tfstate"
+    assert objects(glob) == {own, f"{own}.tflock"} | {
+        f"{bucket}/{fleet.project}/{r.stack_name}.tfstate" for r in fleet.regions
+    }
+    records = next(st for st in glob if "route53:ChangeResourceRecordSets" in _actions([st]))
+    assert _resources(records) == [f"arn:aws:route53:::hostedzone/${{data.aws_route53_zone.{zone_id}.zone_id}}"]
+
+    # aws-<region>: regional services only in its region, IAM only on its own names.
+    region = local_synth.stacks["aws-us-west-2"]
+    deploy = _ci_policy(doc, "github_deploy_role_aws_us_west_2")
+    for st in deploy:
+        if any(
+            a.split(":")[0] in {"ec2", "elasticloadbalancing", "autoscaling", "acm", "logs", "cloudwatch"}
+            for a in _actions([st])
+        ):
+            assert st["Condition"]["StringEquals"]["aws:RequestedRegion"] == "us-west-2", st["Sid"]
+        if _actions([st]) & {"kms:*"}:
+            assert st["Condition"]["StringEquals"]["aws:ResourceTag/Stack"] == "aws-us-west-2"
+    assert "*" not in _actions(deploy)
+    assert not {a for a in _actions(deploy) if a in ("iam:*", "s3:*", "route53:*")}
+    iam_statements = [st for st in deploy if any(a.startswith("iam:") for a in _actions([st]))]
+    for st in iam_statements:
+        if st["Sid"] == "ServiceLinkedRoles":
+            continue
+        for arn in _resources(st):
+            assert arn.split("/", 1)[1] == "llm-fleet-us-west-2*", arn
+    passes = next(st for st in deploy if st["Sid"] == "PassStackRoles")
+    assert passes["Condition"]["StringEquals"]["iam:PassedToService"] == [
+        "ec2.amazonaws.com",
+        "vpc-flow-logs.amazonaws.com",
+    ]
+    attach = next(st for st in deploy if st["Sid"] == "AttachOnlySsmCore")
+    assert attach["Condition"]["ArnEquals"]["iam:PolicyARN"] == "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
+    # ... and it covers what the stack creates: every service, its IAM names, its tagged keys.
+    allowed = {a.split(":")[0] for a in _actions(deploy)}
+    for rtype in region["resource"]:
+        service = next((s for prefix, s in SERVICE_OF_RESOURCE.items() if rtype.startswith(prefix)), None)
+        assert service in allowed, f"{rtype}: served by {service}"
+    for rtype in ("aws_iam_role", "aws_iam_instance_profile"):
+        for block in resources(region, rtype).values():
+            assert str(block.get("name") or block.get("name_prefix")).startswith("llm-fleet-us-west-2"), block
+    for block in resources(region, "aws_kms_key").values():
+        assert block["tags"]["Stack"] == "aws-us-west-2"
 
 
 def test_bootstrap_reuses_an_existing_github_oidc_provider(variant_synths: dict[str, Synth]) -> None:
