@@ -4,8 +4,9 @@ Allowed: SSM Session Manager (no SSH), reading the API-keys secret (and the Hugg
 secret when the fleet names one; Secrets Manager ARNs end in a random 6-character suffix, hence
 `<name>-*`), reading the weights
 mirror prefix (when it is on S3), publishing metrics in the fleet's namespace, reading its own
-ASG, completing the termination lifecycle hook of its own ASG and marking itself Unhealthy in
-its own ASG (SetInstanceHealth, used by the liveness agent; resource-level on the group ARN).
+ASG, completing the termination lifecycle hook of its own ASG, marking itself Unhealthy in
+its own ASG (SetInstanceHealth, used by the liveness agent; resource-level on the group ARN)
+and writing to the region's instance log group.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class AwsInstanceRole(Construct):
         hf_token_secret: str | None = None,
         metrics_namespace: str,
         asg_name: str,
+        log_group_name: str,
     ) -> None:
         super().__init__(scope, id_)
         self.role = IamRole(
@@ -67,6 +69,7 @@ class AwsInstanceRole(Construct):
         asg_arn = (
             f"arn:{partition}:autoscaling:{region}:{account_id}:autoScalingGroup:*:autoScalingGroupName/{asg_name}"
         )
+        log_group_arn = f"arn:{partition}:logs:{region}:{account_id}:log-group:{log_group_name}"
         statements: list[dict[str, object]] = [
             {
                 "Sid": "ReadApiKeys",
@@ -94,6 +97,14 @@ class AwsInstanceRole(Construct):
                 "Effect": "Allow",
                 "Action": "autoscaling:SetInstanceHealth",
                 "Resource": asg_arn,
+            },
+            {
+                # Boot log and the service's JSON logs into the region's instance log group only
+                # (the group exists: no CreateLogGroup). Streams are `<group>:log-stream:<name>`.
+                "Sid": "WriteInstanceLogs",
+                "Effect": "Allow",
+                "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                "Resource": [log_group_arn, f"{log_group_arn}:*"],
             },
             {
                 "Sid": "FindOwnGroup",

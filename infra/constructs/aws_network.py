@@ -2,12 +2,14 @@
 
 Instances reach the internet (image registry, model hub, SSM, Secrets Manager) through one
 NAT gateway per AZ, so an AZ outage never cuts the other AZ's egress. VPC flow logs go to a
-KMS-encrypted CloudWatch log group; the default security group is emptied.
+KMS-encrypted CloudWatch log group (the same key encrypts the region's other log groups, named
+by `encrypted_log_groups`); the default security group is emptied.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 from cdktf import Fn, Token
 from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
@@ -45,6 +47,7 @@ class AwsNetwork(Construct):
         partition: str,
         cidr: str = "10.0.0.0/16",
         az_count: int = 2,
+        encrypted_log_groups: Sequence[str] = (),
     ) -> None:
         super().__init__(scope, id_)
         if az_count < 2:
@@ -109,15 +112,28 @@ class AwsNetwork(Construct):
             self.private_subnets.append(private)
             self.nat_gateways.append(nat)
 
-        self._flow_logs(name=name, region=region, account_id=account_id, partition=partition)
+        self._flow_logs(
+            name=name,
+            region=region,
+            account_id=account_id,
+            partition=partition,
+            encrypted_log_groups=encrypted_log_groups,
+        )
 
-    def _flow_logs(self, *, name: str, region: str, account_id: str, partition: str) -> None:
+    def _flow_logs(
+        self, *, name: str, region: str, account_id: str, partition: str, encrypted_log_groups: Sequence[str]
+    ) -> None:
         log_group_name = f"/{name}/vpc-flow-logs"
         log_group_arn = f"arn:{partition}:logs:{region}:{account_id}:log-group:{log_group_name}"
+        # The same key encrypts the region's other log groups (the instances' logs); CloudWatch
+        # Logs may use it only for these groups (KMS encryption context aws:logs:arn).
+        key_users = [log_group_arn] + [
+            f"arn:{partition}:logs:{region}:{account_id}:log-group:{group}" for group in encrypted_log_groups
+        ]
         self.log_key = KmsKey(
             self,
             "log_key",
-            description=f"{name} VPC flow logs",
+            description=f"{name} VPC flow logs and instance logs",
             enable_key_rotation=True,
             deletion_window_in_days=30,
             policy=json.dumps(
@@ -143,7 +159,7 @@ class AwsNetwork(Construct):
                                 "kms:Describe*",
                             ],
                             "Resource": "*",
-                            "Condition": {"ArnLike": {"kms:EncryptionContext:aws:logs:arn": log_group_arn}},
+                            "Condition": {"ArnLike": {"kms:EncryptionContext:aws:logs:arn": key_users}},
                         },
                     ],
                 }

@@ -8,6 +8,7 @@ this stack's outputs (remote state) to route to it.
 from __future__ import annotations
 
 from cdktf import TerraformOutput
+from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
 from cdktf_cdktf_provider_aws.data_aws_caller_identity import DataAwsCallerIdentity
 from cdktf_cdktf_provider_aws.data_aws_partition import DataAwsPartition
 from cdktf_cdktf_provider_aws.data_aws_route53_zone import DataAwsRoute53Zone
@@ -21,7 +22,8 @@ from infra.config import Fleet, RegionSpec
 from infra.constructs.aws_gpu_group import AwsGpuGroup
 from infra.constructs.aws_instance_role import AwsInstanceRole
 from infra.constructs.aws_load_balancer import AwsLoadBalancer
-from infra.constructs.aws_network import AwsNetwork
+from infra.constructs.aws_network import LOG_RETENTION_DAYS, AwsNetwork
+from infra.naming import instance_log_group
 from infra.stacks.common import Backend, FleetStack
 
 # ALB idle timeout: a non-streaming generation of max_tokens must fit; streams send bytes often.
@@ -47,8 +49,23 @@ class AwsRegionStack(FleetStack):
         zone = DataAwsRoute53Zone(self, "zone", name=fleet.global_.hosted_zone, private_zone=False)
         drain_s = DRAIN_BUDGET_S[Cloud.AWS]
 
+        log_group = instance_log_group(fleet, region)
         self.network = AwsNetwork(
-            self, "network", name=name, region=region.region, account_id=account.account_id, partition=partition
+            self,
+            "network",
+            name=name,
+            region=region.region,
+            account_id=account.account_id,
+            partition=partition,
+            encrypted_log_groups=[log_group],
+        )
+        # Boot and service logs, visible without SSH; same retention and key as the flow logs.
+        self.instance_logs = CloudwatchLogGroup(
+            self,
+            "instance_logs",
+            name=log_group,
+            retention_in_days=LOG_RETENTION_DAYS,
+            kms_key_id=self.network.log_key.arn,
         )
         self.endpoint = endpoint_name(fleet, region)
         self.lb = AwsLoadBalancer(
@@ -77,6 +94,7 @@ class AwsRegionStack(FleetStack):
             hf_token_secret=fleet.service.hf_token_secret,
             metrics_namespace=METRICS_NAMESPACE,
             asg_name=asg_name,
+            log_group_name=log_group,
         )
         self.group = AwsGpuGroup(
             self,
@@ -108,3 +126,4 @@ class AwsRegionStack(FleetStack):
         TerraformOutput(self, "alb_arn", value=self.lb.alb.arn)
         TerraformOutput(self, "asg_name", value=self.group.asg.name)
         TerraformOutput(self, "target_group_arn", value=self.lb.target_group.arn)
+        TerraformOutput(self, "instance_log_group", value=self.instance_logs.name)

@@ -258,6 +258,36 @@ def test_hf_token_secret_is_readable_only_when_the_fleet_names_one(variant_synth
     )
 
 
+def test_instance_logs_go_to_a_kms_encrypted_group_the_instances_may_write(
+    doc: dict[str, Any], region_fleet: Fleet
+) -> None:
+    """Boot failures visible without SSH: the boot log and the service's JSON logs go to a
+    CloudWatch Logs group named once (infra/naming.py, imported by the boot code), encrypted with
+    the region's log key (CloudWatch Logs may use it only for its own groups: KMS encryption
+    context `aws:logs:arn`), kept a year, writable by the instance role and nothing more."""
+    from infra.naming import instance_log_group
+
+    name = instance_log_group(region_fleet, region_fleet.region(REGION))
+    assert name == "/llm-fleet-us-west-2/instances"
+    groups = {g["name"]: g for g in resources(doc, "aws_cloudwatch_log_group").values()}
+    group = groups[name]
+    assert group["retention_in_days"] >= 365
+    (key_id,) = resources(doc, "aws_kms_key")
+    assert group["kms_key_id"] == f"${{aws_kms_key.{key_id}.arn}}"
+    key_policy = json.loads(one(doc, "aws_kms_key")["policy"])
+    logs_use = next(s for s in key_policy["Statement"] if s["Sid"] == "CloudWatchLogsUsesKey")
+    contexts = logs_use["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"]
+    assert any(c.endswith(f":log-group:{name}") for c in contexts)
+    policies = [json.loads(p["policy"]) for p in resources(doc, "aws_iam_role_policy").values()]
+    sids = {s["Sid"]: s for p in policies for s in p["Statement"] if "Sid" in s}
+    writes = sids["WriteInstanceLogs"]
+    assert sorted(writes["Action"]) == ["logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"]
+    group_arn, streams = writes["Resource"]
+    assert group_arn.endswith(f":logs:us-west-2:${{data.aws_caller_identity.account.account_id}}:log-group:{name}")
+    assert streams == f"{group_arn}:*"
+    assert doc["output"]["instance_log_group"]["value"].startswith("${aws_cloudwatch_log_group.")
+
+
 def test_asg_mixed_instances(doc: dict[str, Any], region_fleet: Fleet) -> None:
     region = region_fleet.region(REGION)
     asg = one(doc, "aws_autoscaling_group")
