@@ -215,31 +215,45 @@ COLD_START_BUDGETS: dict[Cloud, dict[str, ColdStartBudget]] = {
 class RegionInfo:
     name: str
     location: str
-    # GCP only: zones used for the regional MIGs, and the AWS latency region nearest to it
-    # (Route 53 latency records can only name AWS regions).
+    # GCP: the zones of the regional MIGs. AWS: the allowlist of zone names the VPC may use
+    # (the first `az_count` available ones), so a zone AWS adds later never appears silently.
     zones: tuple[str, ...] = ()
+    # GCP only: the AWS latency region nearest to it (Route 53 latency records name AWS regions).
     nearest_aws_region: str | None = None
+    # AWS: how many of `zones` the VPC spans (3 where the region has them); 0 = all of them.
+    az_count: int = 0
+
+    @property
+    def azs(self) -> int:
+        return self.az_count or len(self.zones)
 
 
+def _aws(name: str, location: str, letters: str = "abc", az_count: int = 0) -> RegionInfo:
+    return RegionInfo(name, location, tuple(f"{name}{z}" for z in letters), az_count=az_count)
+
+
+# Zone names per region (EC2 DescribeAvailabilityZones): three where the region offers them,
+# which is every region here but us-west-1, where an account sees two of its three names (which
+# two depends on the account). ca-central-1 has no "c" and ap-northeast-1 no "b" zone.
 AWS_REGIONS: dict[str, RegionInfo] = {
     r.name: r
     for r in (
-        RegionInfo("us-east-1", "N. Virginia"),
-        RegionInfo("us-east-2", "Ohio"),
-        RegionInfo("us-west-1", "N. California"),
-        RegionInfo("us-west-2", "Oregon"),
-        RegionInfo("ca-central-1", "Montreal"),
-        RegionInfo("sa-east-1", "Sao Paulo"),
-        RegionInfo("eu-west-1", "Ireland"),
-        RegionInfo("eu-west-2", "London"),
-        RegionInfo("eu-west-3", "Paris"),
-        RegionInfo("eu-central-1", "Frankfurt"),
-        RegionInfo("eu-north-1", "Stockholm"),
-        RegionInfo("ap-south-1", "Mumbai"),
-        RegionInfo("ap-northeast-1", "Tokyo"),
-        RegionInfo("ap-northeast-2", "Seoul"),
-        RegionInfo("ap-southeast-1", "Singapore"),
-        RegionInfo("ap-southeast-2", "Sydney"),
+        _aws("us-east-1", "N. Virginia"),
+        _aws("us-east-2", "Ohio"),
+        _aws("us-west-1", "N. California", az_count=2),
+        _aws("us-west-2", "Oregon"),
+        _aws("ca-central-1", "Montreal", "abd"),
+        _aws("sa-east-1", "Sao Paulo"),
+        _aws("eu-west-1", "Ireland"),
+        _aws("eu-west-2", "London"),
+        _aws("eu-west-3", "Paris"),
+        _aws("eu-central-1", "Frankfurt"),
+        _aws("eu-north-1", "Stockholm"),
+        _aws("ap-south-1", "Mumbai"),
+        _aws("ap-northeast-1", "Tokyo", "acd"),
+        _aws("ap-northeast-2", "Seoul"),
+        _aws("ap-southeast-1", "Singapore"),
+        _aws("ap-southeast-2", "Sydney"),
     )
 }
 

@@ -1,4 +1,4 @@
-"""A VPC over two or more AZs: public subnets (ALB, NAT), private subnets (instances).
+"""A VPC over two or three AZs: public subnets (ALB, NAT), private subnets (instances).
 
 Instances reach the internet (image registry, model hub, SSM, Secrets Manager) through one
 NAT gateway per AZ, so an AZ outage never cuts the other AZ's egress. VPC flow logs go to a
@@ -46,19 +46,20 @@ class AwsNetwork(Construct):
         account_id: str,
         partition: str,
         cidr: str = "10.0.0.0/16",
-        az_count: int = 2,
+        zones: Sequence[str],
+        az_count: int,
         encrypted_log_groups: Sequence[str] = (),
     ) -> None:
         super().__init__(scope, id_)
-        if az_count < 2:
-            raise ValueError("az_count: the network spans at least 2 availability zones")
-        # An allowlist of zone names keeps the set closed when AWS adds a zone; the first
-        # `az_count` available ones are used.
+        if not 2 <= az_count <= len(zones):
+            raise ValueError(f"az_count: {az_count} of {len(zones)} allowed zones; the network spans at least 2")
+        # An allowlist of zone names (the catalogue's) keeps the set closed when AWS adds a zone;
+        # the first `az_count` available ones are used (more zones, more spot capacity pools).
         azs = DataAwsAvailabilityZones(
             self,
             "azs",
             state="available",
-            filter=[DataAwsAvailabilityZonesFilter(name="zone-name", values=[f"{region}{z}" for z in "abc"])],
+            filter=[DataAwsAvailabilityZonesFilter(name="zone-name", values=list(zones))],
         )
         self.vpc = Vpc(self, "vpc", cidr_block=cidr, enable_dns_hostnames=True, enable_dns_support=True)
         self.vpc.tags = {"Name": name}

@@ -1,8 +1,8 @@
 """`aws-<region>`: one AWS region of the fleet (DESIGN.md §5, AWS).
 
-VPC over two AZs -> ALB with a DNS-validated certificate for `<region>.<domain>` and the
-global name -> GPU Auto Scaling group booting the service container. The global stack reads
-this stack's outputs (remote state) to route to it.
+VPC over three AZs (two where the region has only two) -> ALB with a DNS-validated
+certificate for `<region>.<domain>` and the global name -> GPU Auto Scaling group booting the
+service container. The global stack reads this stack's outputs (remote state) to route to it.
 """
 
 from __future__ import annotations
@@ -57,6 +57,8 @@ class AwsRegionStack(FleetStack):
             region=region.region,
             account_id=account.account_id,
             partition=partition,
+            zones=region.info.zones,
+            az_count=region.info.azs,
             encrypted_log_groups=[log_group],
         )
         # Boot and service logs, visible without SSH; same retention and key as the flow logs.

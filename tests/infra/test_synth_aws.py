@@ -35,23 +35,40 @@ def test_only_aws_provider_pinned_region(doc: dict[str, Any]) -> None:
     assert doc["terraform"]["required_providers"]["aws"]["version"] == "5.100.0"
 
 
-def test_vpc_spans_two_azs_with_public_private_and_nat(doc: dict[str, Any]) -> None:
+def test_vpc_spans_three_azs_with_public_private_and_nat(doc: dict[str, Any]) -> None:
+    """Three availability zones where the region has them: one more spot capacity pool per
+    instance type than two (Spot: capacity pools are per instance type and AZ)."""
     one(doc, "aws_vpc")
     subnets = resources(doc, "aws_subnet")
     public = [s for s in subnets.values() if s["tags"]["Tier"] == "public"]
     private = [s for s in subnets.values() if s["tags"]["Tier"] == "private"]
-    assert len(public) == len(private) == 2
+    assert len(public) == len(private) == 3
     azs = {s["availability_zone"] for s in public}
-    assert len(azs) == 2, azs
+    assert len(azs) == 3, azs
+    assert {s["availability_zone"] for s in private} == azs
     assert all(s["map_public_ip_on_launch"] is False for s in public)
-    assert len(resources(doc, "aws_nat_gateway")) == 2
+    assert len(resources(doc, "aws_nat_gateway")) == 3
     routes = resources(doc, "aws_route").values()
-    assert sum("nat_gateway_id" in r for r in routes) == 2
+    assert sum("nat_gateway_id" in r for r in routes) == 3
     assert sum("gateway_id" in r for r in routes) == 1
+    assert len({s["cidr_block"] for s in subnets.values()}) == 6
     assert one(doc, "aws_flow_log")["traffic_type"] == "ALL"
     one(doc, "aws_default_security_group")
     (azs_data,) = data(doc, "aws_availability_zones").values()
-    assert azs_data["filter"][0]["name"] == "zone-name"
+    assert azs_data["filter"][0] == {"name": "zone-name", "values": ["us-west-2a", "us-west-2b", "us-west-2c"]}
+    assert len(one(doc, "aws_autoscaling_group")["vpc_zone_identifier"]) == 3
+
+
+def test_zone_allowlists_follow_each_regions_zone_names() -> None:
+    """EC2 DescribeAvailabilityZones: ca-central-1 has a, b, d and ap-northeast-1 a, c, d; an
+    account sees two of us-west-1's zones. A fixed a..c list would give those regions two."""
+    from infra.catalog import AWS_REGIONS
+
+    assert AWS_REGIONS["ca-central-1"].zones == ("ca-central-1a", "ca-central-1b", "ca-central-1d")
+    assert AWS_REGIONS["ap-northeast-1"].zones == ("ap-northeast-1a", "ap-northeast-1c", "ap-northeast-1d")
+    assert AWS_REGIONS["us-west-1"].azs == 2
+    assert all(info.azs == 3 for name, info in AWS_REGIONS.items() if name != "us-west-1")
+    assert all(z.startswith(info.name) for info in AWS_REGIONS.values() for z in info.zones)
 
 
 def test_no_ssh_anywhere(doc: dict[str, Any]) -> None:
@@ -303,7 +320,7 @@ def test_asg_mixed_instances(doc: dict[str, Any], region_fleet: Fleet) -> None:
     assert asg["capacity_rebalance"] is True
     assert asg["health_check_grace_period"] == region_fleet.cold_start_s(region)
     assert "capacity_reservation_specification" not in asg
-    assert len(asg["vpc_zone_identifier"]) == 2
+    assert len(asg["vpc_zone_identifier"]) == 3
     assert all("private" in s for s in asg["vpc_zone_identifier"])
 
 
