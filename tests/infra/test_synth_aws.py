@@ -79,6 +79,22 @@ def test_no_ssh_anywhere(doc: dict[str, Any]) -> None:
     assert "key_name" not in lt
 
 
+def test_instances_may_leave_only_over_https(doc: dict[str, Any]) -> None:
+    """The instances' security group allows egress on tcp/443 only: the boot must fetch
+    everything (registry, hub, packages) over HTTPS; plain-HTTP package mirrors are unreachable
+    by design (the boot side uses the images' preinstalled tools or HTTPS sources)."""
+    groups = resources(doc, "aws_security_group")
+    (gpu_id,) = [n for n, g in groups.items() if g["name_prefix"].endswith("-gpu-")]
+    egress = [
+        r
+        for r in resources(doc, "aws_vpc_security_group_egress_rule").values()
+        if r["security_group_id"] == f"${{aws_security_group.{gpu_id}.id}}"
+    ]
+    assert [(r["ip_protocol"], r["from_port"], r["to_port"], r["cidr_ipv4"]) for r in egress] == [
+        ("tcp", 443, 443, "0.0.0.0/0")
+    ]
+
+
 def test_alb_tls_redirect_headers_idle_timeout(doc: dict[str, Any]) -> None:
     alb = one(doc, "aws_lb")
     assert alb["load_balancer_type"] == "application"
