@@ -12,6 +12,8 @@ and `make demo`.
 - `deploy_fleet(fleet, stacks_dir, workdir)`: all of it for a whole fleet (bootstrap, every
   AWS region, a stand-in for each GCP region, global), destroyed when the context exits.
   `make demo` and the test tiers' shared deployment both go through it.
+- `seed_gpu_ami(endpoint, stack_dirs)`: a stand-in for the public GPU AMI parameter, which moto
+  lacks (and refuses to create under /aws/), for the stacks that look it up.
 - `aws_only(fleet)`: the fleet without its GCP regions, whose bootstrap stack has no Google
   provider (the one a fleet with GCP regions deploys offline).
 
@@ -440,6 +442,7 @@ def deploy_fleet(
             gcp_stand_in(workdir / "stacks" / name, name, region.region, fleet.global_.domain)
             copies[name] = workdir / "stacks" / name
         ordered = {name: copies[name] for name in fleet.stack_names() if name in copies}
+        seed_gpu_ami(moto.endpoint, ordered)
         try:
             outputs = deploy_to_moto(runner, ordered, moto.endpoint)
         except BaseException:
@@ -456,6 +459,51 @@ def deploy_fleet(
             errors = [] if deployment.destroyed else destroy_stacks(runner, ordered)
             if errors and not failed:
                 raise HarnessError(f"destroy failed: {errors[0].splitlines()[0]}")
+
+
+# moto refuses parameter names under /aws/ ("reserved parameter name") and ships no Deep
+# Learning AMI parameter, so the regional stacks' AMI lookup reads a stand-in parameter.
+MOTO_GPU_AMI_PARAMETER = "/llm-fleet-local/gpu-ami-id"
+GPU_AMI_OVERRIDE_FILE = "zz_moto_gpu_ami_override.tf.json"
+
+
+def seed_gpu_ami(endpoint: str, stack_dirs: Mapping[str, Path]) -> dict[str, str]:
+    """Give every stack that looks up a public /aws/service/ SSM parameter something to read.
+
+    Per region: a registered stand-in image and `MOTO_GPU_AMI_PARAMETER` holding its id; per
+    stack copy: an override file pointing those lookups at that parameter (the synthesized
+    JSON itself is unchanged). Returns {stack: AMI id}.
+    """
+    import boto3  # typed Any: mypy reports boto3's missing stubs once, at deploy_fleet's import
+
+    seeded: dict[str, str] = {}
+    images: dict[str, str] = {}
+    for name, path in stack_dirs.items():
+        doc = json.loads((path / "cdk.tf.json").read_text(encoding="utf-8")) if (path / "cdk.tf.json").exists() else {}
+        lookups = [
+            lid
+            for lid, block in doc.get("data", {}).get("aws_ssm_parameter", {}).items()
+            if str(block.get("name", "")).startswith("/aws/service/")
+        ]
+        if not lookups:
+            continue
+        region = doc["provider"]["aws"][0]["region"]
+        if region not in images:
+            session = {"region_name": region, "endpoint_url": endpoint, "aws_access_key_id": "test"}
+            ec2 = boto3.client("ec2", aws_secret_access_key="test", **session)  # noqa: S106 - moto's dummy credentials
+            image = ec2.register_image(
+                Name="llm-fleet-local-gpu-stand-in",
+                Architecture="x86_64",
+                RootDeviceName="/dev/sda1",
+                VirtualizationType="hvm",
+            )["ImageId"]
+            ssm = boto3.client("ssm", aws_secret_access_key="test", **session)  # noqa: S106
+            ssm.put_parameter(Name=MOTO_GPU_AMI_PARAMETER, Value=image, Type="String", DataType="aws:ec2:image")
+            images[region] = image
+        override = {"data": {"aws_ssm_parameter": {lid: {"name": MOTO_GPU_AMI_PARAMETER} for lid in lookups}}}
+        (path / GPU_AMI_OVERRIDE_FILE).write_text(json.dumps(override, indent=2), encoding="utf-8")
+        seeded[name] = images[region]
+    return seeded
 
 
 def _uses_google(stack_dir: Path) -> bool:

@@ -106,7 +106,7 @@ def instance_contract(fleet: Fleet, region: RegionSpec) -> InstanceContract:
         hf_token_secret=s.hf_token_secret,
         weights_mirror=mirror,
         stop_timeout_s=stop_timeout_s(cloud),
-        cold_start_s=s.cold_start_s,
+        cold_start_s=fleet.cold_start_s(region),
         asg_name=aws_group_name(fleet, region) if cloud == Cloud.AWS else None,
         gcp_project=fleet.gcp.project if cloud == Cloud.GCP else None,
     )

@@ -73,6 +73,10 @@ class InstanceType:
     gpus: int
     vcpus: int
     memory_gib: int
+    # Instance-store NVMe SSD, GB (0: EBS / persistent disk only). AWS: EC2 DescribeInstanceTypes,
+    # InstanceStorageInfo.TotalSizeInGB (g4dn, g5, g6, g6e, p4d, p4de, p5 have it; p3 does not).
+    # GCP templates attach no local SSD, so GCP entries are 0.
+    local_nvme_gb: int = 0
 
 
 @dataclass(frozen=True)
@@ -88,50 +92,55 @@ class GpuOffering:
     instance_types: tuple[InstanceType, ...]
     accelerator: str | None = None
 
+    @property
+    def local_nvme(self) -> bool:
+        """Every instance type of the offering has instance-store NVMe (for the image and weights)."""
+        return all(t.local_nvme_gb > 0 for t in self.instance_types)
 
-def _it(name: str, gpus: int, vcpus: int, mem: int) -> InstanceType:
-    return InstanceType(name, gpus, vcpus, mem)
+
+def _it(name: str, gpus: int, vcpus: int, mem: int, nvme_gb: int = 0) -> InstanceType:
+    return InstanceType(name, gpus, vcpus, mem, nvme_gb)
 
 
 AWS_GPU_OFFERINGS: dict[str, GpuOffering] = {
     "t4": GpuOffering(
         "t4",
         (
-            _it("g4dn.xlarge", 1, 4, 16),
-            _it("g4dn.2xlarge", 1, 8, 32),
-            _it("g4dn.4xlarge", 1, 16, 64),
-            _it("g4dn.8xlarge", 1, 32, 128),
+            _it("g4dn.xlarge", 1, 4, 16, 125),
+            _it("g4dn.2xlarge", 1, 8, 32, 225),
+            _it("g4dn.4xlarge", 1, 16, 64, 225),
+            _it("g4dn.8xlarge", 1, 32, 128, 900),
         ),
     ),
     "a10g": GpuOffering(
         "a10g",
         (
-            _it("g5.xlarge", 1, 4, 16),
-            _it("g5.2xlarge", 1, 8, 32),
-            _it("g5.4xlarge", 1, 16, 64),
-            _it("g5.8xlarge", 1, 32, 128),
+            _it("g5.xlarge", 1, 4, 16, 250),
+            _it("g5.2xlarge", 1, 8, 32, 450),
+            _it("g5.4xlarge", 1, 16, 64, 600),
+            _it("g5.8xlarge", 1, 32, 128, 900),
         ),
     ),
     "l4": GpuOffering(
         "l4",
         (
-            _it("g6.xlarge", 1, 4, 16),
-            _it("g6.2xlarge", 1, 8, 32),
-            _it("g6.4xlarge", 1, 16, 64),
-            _it("g6.8xlarge", 1, 32, 128),
+            _it("g6.xlarge", 1, 4, 16, 250),
+            _it("g6.2xlarge", 1, 8, 32, 450),
+            _it("g6.4xlarge", 1, 16, 64, 600),
+            _it("g6.8xlarge", 1, 32, 128, 900),
         ),
     ),
     "l40s": GpuOffering(
         "l40s",
         (
-            _it("g6e.xlarge", 1, 4, 32),
-            _it("g6e.2xlarge", 1, 8, 64),
-            _it("g6e.4xlarge", 1, 16, 128),
+            _it("g6e.xlarge", 1, 4, 32, 250),
+            _it("g6e.2xlarge", 1, 8, 64, 450),
+            _it("g6e.4xlarge", 1, 16, 128, 600),
         ),
     ),
     "v100": GpuOffering("v100", (_it("p3.2xlarge", 1, 8, 61), _it("p3.8xlarge", 4, 32, 244))),
-    "a100": GpuOffering("a100", (_it("p4d.24xlarge", 8, 96, 1152), _it("p4de.24xlarge", 8, 96, 1152))),
-    "h100": GpuOffering("h100", (_it("p5.4xlarge", 1, 16, 256), _it("p5.48xlarge", 8, 192, 2048))),
+    "a100": GpuOffering("a100", (_it("p4d.24xlarge", 8, 96, 1152, 8000), _it("p4de.24xlarge", 8, 96, 1152, 8000))),
+    "h100": GpuOffering("h100", (_it("p5.4xlarge", 1, 16, 256, 3800), _it("p5.48xlarge", 8, 192, 2048, 30400))),
 }
 
 GCP_GPU_OFFERINGS: dict[str, GpuOffering] = {
@@ -157,34 +166,105 @@ GPU_OFFERINGS: dict[Cloud, dict[str, GpuOffering]] = {
 
 
 @dataclass(frozen=True)
+class ColdStartBudget:
+    """Seconds from instance launch to `/health/ready`, step by step (docs/aws.md, "Cold-start
+    budget", gives the throughputs each step assumes). `cold_start_s` sizes the ASG health-check
+    grace period and instance warm-up, and the MIG autohealing initial delay and autoscaler
+    initialization period, unless the fleet file sets `service.cold_start_s`.
+    """
+
+    boot_s: int  # launch to the boot script: firmware, kernel, cloud-init / guest agent
+    image_s: int  # service image (~20 GB unpacked, ~10 GB compressed) pulled and unpacked
+    weights_s: int  # ~8.5 GB of int8 weights from the hub or the mirror
+    load_s: int  # weights into GPU memory, torch.compile and CUDA graph capture
+    warmup_s: int  # the gateway's warm-up requests until readiness turns 200
+
+    MARGIN = 1.25  # a slow registry or hub day must not cost a healthy instance
+    STEP_S = 30
+
+    @property
+    def total_s(self) -> int:
+        return self.boot_s + self.image_s + self.weights_s + self.load_s + self.warmup_s
+
+    @property
+    def cold_start_s(self) -> int:
+        """The total with the margin, rounded up to a multiple of 30 s."""
+        with_margin = int(self.total_s * self.MARGIN + 0.999)
+        return -(-with_margin // self.STEP_S) * self.STEP_S
+
+
+def _cs(boot: int, image: int, weights: int, load: int, warmup: int) -> ColdStartBudget:
+    return ColdStartBudget(boot, image, weights, load, warmup)
+
+
+# Per cloud and GPU, for the offering's first instance type. AWS types with local NVMe unpack
+# the image and write the weights there (network- and CPU-bound, ~100 MB/s compressed download,
+# 4 vCPUs unpacking); p3 (V100) has none and writes to the root gp3 volume, provisioned at
+# 1,000 MiB/s but held to the instance's EBS bandwidth (p3.2xlarge: 1,750 Mbps). GCP writes to
+# the pd-balanced boot disk. V100 runs unquantized (~15 GB of fp16 weights).
+COLD_START_BUDGETS: dict[Cloud, dict[str, ColdStartBudget]] = {
+    Cloud.AWS: {
+        "t4": _cs(90, 240, 90, 150, 30),
+        "a10g": _cs(90, 240, 90, 120, 30),
+        "l4": _cs(90, 240, 90, 120, 30),
+        "l40s": _cs(90, 240, 90, 100, 30),
+        "v100": _cs(90, 270, 120, 150, 30),
+        "a100": _cs(120, 150, 90, 90, 30),
+        "h100": _cs(120, 180, 90, 90, 30),
+    },
+    Cloud.GCP: {
+        "t4": _cs(60, 300, 90, 150, 30),
+        "v100": _cs(60, 300, 120, 150, 30),
+        "l4": _cs(60, 300, 90, 120, 30),
+        "a100": _cs(60, 270, 90, 90, 30),
+        "h100": _cs(60, 240, 90, 90, 30),
+    },
+}
+
+
+@dataclass(frozen=True)
 class RegionInfo:
     name: str
     location: str
-    # GCP only: zones used for the regional MIGs, and the AWS latency region nearest to it
-    # (Route 53 latency records can only name AWS regions).
+    # GCP: the zones of the regional MIGs. AWS: the allowlist of zone names the VPC may use
+    # (the first `az_count` available ones), so a zone AWS adds later never appears silently.
     zones: tuple[str, ...] = ()
+    # GCP only: the AWS latency region nearest to it (Route 53 latency records name AWS regions).
     nearest_aws_region: str | None = None
+    # AWS: how many of `zones` the VPC spans (3 where the region has them); 0 = all of them.
+    az_count: int = 0
+
+    @property
+    def azs(self) -> int:
+        return self.az_count or len(self.zones)
 
 
+def _aws(name: str, location: str, letters: str = "abc", az_count: int = 0) -> RegionInfo:
+    return RegionInfo(name, location, tuple(f"{name}{z}" for z in letters), az_count=az_count)
+
+
+# Zone names per region (EC2 DescribeAvailabilityZones): three where the region offers them,
+# which is every region here but us-west-1, where an account sees two of its three names (which
+# two depends on the account). ca-central-1 has no "c" and ap-northeast-1 no "b" zone.
 AWS_REGIONS: dict[str, RegionInfo] = {
     r.name: r
     for r in (
-        RegionInfo("us-east-1", "N. Virginia"),
-        RegionInfo("us-east-2", "Ohio"),
-        RegionInfo("us-west-1", "N. California"),
-        RegionInfo("us-west-2", "Oregon"),
-        RegionInfo("ca-central-1", "Montreal"),
-        RegionInfo("sa-east-1", "Sao Paulo"),
-        RegionInfo("eu-west-1", "Ireland"),
-        RegionInfo("eu-west-2", "London"),
-        RegionInfo("eu-west-3", "Paris"),
-        RegionInfo("eu-central-1", "Frankfurt"),
-        RegionInfo("eu-north-1", "Stockholm"),
-        RegionInfo("ap-south-1", "Mumbai"),
-        RegionInfo("ap-northeast-1", "Tokyo"),
-        RegionInfo("ap-northeast-2", "Seoul"),
-        RegionInfo("ap-southeast-1", "Singapore"),
-        RegionInfo("ap-southeast-2", "Sydney"),
+        _aws("us-east-1", "N. Virginia"),
+        _aws("us-east-2", "Ohio"),
+        _aws("us-west-1", "N. California", az_count=2),
+        _aws("us-west-2", "Oregon"),
+        _aws("ca-central-1", "Montreal", "abd"),
+        _aws("sa-east-1", "Sao Paulo"),
+        _aws("eu-west-1", "Ireland"),
+        _aws("eu-west-2", "London"),
+        _aws("eu-west-3", "Paris"),
+        _aws("eu-central-1", "Frankfurt"),
+        _aws("eu-north-1", "Stockholm"),
+        _aws("ap-south-1", "Mumbai"),
+        _aws("ap-northeast-1", "Tokyo", "acd"),
+        _aws("ap-northeast-2", "Seoul"),
+        _aws("ap-southeast-1", "Singapore"),
+        _aws("ap-southeast-2", "Sydney"),
     )
 }
 

@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from infra.catalog import GPU_OFFERINGS, GPUS, REGIONS, Cloud, GpuOffering, RegionInfo
+from infra.catalog import COLD_START_BUDGETS, GPU_OFFERINGS, GPUS, REGIONS, Cloud, GpuOffering, RegionInfo
 
 DEFAULT_FLEET_FILE = Path(__file__).resolve().parent.parent / "regions.yaml"
 
@@ -111,9 +111,17 @@ class ServiceSpec(_Frozen):
     hf_token_secret: str | None = Field(default=None, pattern=_SECRET_NAME)
     # Add a system instruction to answer in the language the user wrote in.
     language_instruction: bool = False
+
+    @property
+    def optional_secrets(self) -> dict[str, str]:
+        """The secrets the instances read besides the API keys, by purpose (CamelCase)."""
+        named = {"HfToken": self.hf_token_secret, "RegistryCredentials": self.registry_secret}
+        return {purpose: name for purpose, name in named.items() if name}
+
     # Seconds from a cold boot to ready (image pull + weights + engine + warm-up); sizes the
-    # ASG health-check grace period and the MIG autohealing initial delay.
-    cold_start_s: int = Field(default=600, ge=60, le=3600)
+    # ASG health-check grace period and the MIG autohealing initial delay. Empty: the written
+    # budget of the region's GPU type (catalog.COLD_START_BUDGETS; Fleet.cold_start_s).
+    cold_start_s: int | None = Field(default=None, ge=60, le=3600)
 
 
 class GlobalMode(StrEnum):
@@ -153,6 +161,9 @@ class GithubSpec(_Frozen):
     """The repository whose workflows may assume the deploy roles (OIDC subject)."""
 
     repository: str = Field(default="llm-fleet/llm-fleet", pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+    # An account holds one IAM OIDC provider per URL: `existing` reuses the account's
+    # token.actions.githubusercontent.com provider instead of creating it (EntityAlreadyExists).
+    oidc_provider: Literal["create", "existing"] = "create"
 
 
 class RegionSpec(_Frozen):
@@ -205,6 +216,12 @@ class Fleet(_Frozen):
             if r.stack_name == stack_name:
                 return r
         raise KeyError(stack_name)
+
+    def cold_start_s(self, region: RegionSpec) -> int:
+        """Launch to ready for one region: `service.cold_start_s`, else its GPU's budget."""
+        if self.service.cold_start_s is not None:
+            return self.service.cold_start_s
+        return COLD_START_BUDGETS[region.cloud][region.gpu_type].cold_start_s
 
     @property
     def canary(self) -> RegionSpec:

@@ -2,10 +2,13 @@
 
 The on-demand base (reserved capacity first when reservations are named) comes from the
 fleet file; everything above it is spot, spread over >= 2 instance types with the
-price-capacity-optimized strategy and capacity rebalancing. The ALB's readiness check is the
-health check (grace period >= cold start); a termination lifecycle hook gives each instance
-its drain budget; changes roll out by instance refresh; target tracking scales on the fleet's
-autoscale metric.
+price-capacity-optimized strategy and capacity rebalancing. Routing follows readiness (the
+target group checks `/health/ready`); replacement follows liveness: the group uses EC2 health
+checks, and the instance's own liveness agent marks it Unhealthy (SetInstanceHealth) when
+`/health/live` fails past its threshold, so an engine restart or one slow readiness probe never
+costs a cold start (GCP's MIG autohealing works the same way, on `/health/live`). A
+termination lifecycle hook gives each instance its drain budget; changes roll out by instance
+refresh; target tracking scales on the fleet's autoscale metric.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from cdktf_cdktf_provider_aws.autoscaling_policy import (
     AutoscalingPolicyTargetTrackingConfigurationCustomizedMetricSpecificationMetricDimension,
     AutoscalingPolicyTargetTrackingConfigurationPredefinedMetricSpecification,
 )
+from cdktf_cdktf_provider_aws.data_aws_ssm_parameter import DataAwsSsmParameter
 from cdktf_cdktf_provider_aws.launch_template import (
     LaunchTemplate,
     LaunchTemplateBlockDeviceMappings,
@@ -52,11 +56,20 @@ from constructs import Construct
 from infra.boot import GPU_UTILIZATION_METRIC, IN_FLIGHT_METRIC, LIFECYCLE_HOOK, METRICS_NAMESPACE, aws_user_data
 
 # Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04): driver, docker and the NVIDIA
-# container toolkit preinstalled. Resolved by EC2 at launch, so synth never calls AWS and new
-# instances pick up patched AMIs.
+# container toolkit preinstalled; AWS publishes the latest id in this public SSM parameter.
 GPU_AMI_SSM_PARAMETER = "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id"
 ROOT_VOLUME_GIB = 200  # AMI (~75 GiB) + service image (~20 GiB) + weights cache (~10 GiB) + headroom
+# Instance types without instance-store NVMe keep the image and weights on the root volume, so it
+# gets gp3's provisioned throughput (EC2 docs, gp3: 125..1,000 MiB/s and 3,000..16,000 IOPS, at
+# most 0.25 MiB/s per provisioned IOPS) instead of the 125 MiB/s baseline. Types with NVMe
+# (the Deep Learning AMI mounts it at /opt/dlami/nvme; Nitro instance stores need no block
+# device mapping) keep the baseline root: the boot script puts the docker data root and the
+# model cache there.
+PROVISIONED_THROUGHPUT_MIBPS = 1000
+PROVISIONED_IOPS = 4000  # 1,000 MiB/s / 0.25 MiB/s per IOPS
 LIFECYCLE_HEARTBEAT_MARGIN_S = 60
+# Replacement on liveness: EC2 status checks + the instance's liveness agent (SetInstanceHealth).
+HEALTH_CHECK_TYPE = "EC2"
 
 
 class AwsGpuGroup(Construct):
@@ -79,6 +92,7 @@ class AwsGpuGroup(Construct):
         user_data: str,
         service_port: int,
         cold_start_s: int,
+        local_nvme: bool,
         drain_budget_s: int,
         autoscale_metric: str,
         autoscale_target: float,
@@ -122,12 +136,18 @@ class AwsGpuGroup(Construct):
             description="load balancer to the service port",
         )
 
+        # The AMI is read at plan time, not by EC2 at launch (`resolve:ssm:`): Auto Scaling cannot
+        # roll an instance refresh back to a launch template whose AMI comes from Parameter Store
+        # ("Undo changes with a manual or auto rollback", considerations). A newly published AMI
+        # therefore shows up in the next plan as a new template version, which the group rolls
+        # out by instance refresh (with auto rollback).
+        self.ami = DataAwsSsmParameter(self, "gpu_ami", name=GPU_AMI_SSM_PARAMETER)
         self.launch_template = LaunchTemplate(
             self,
             "lt",
             name_prefix=f"{name}-",
             description=f"{name} GPU instances",
-            image_id=f"resolve:ssm:{GPU_AMI_SSM_PARAMETER}",
+            image_id=self.ami.insecure_value,  # a public AMI id, not a secret: no `(sensitive)` diffs
             instance_type=instance_types[0],
             update_default_version=True,
             ebs_optimized="true",
@@ -151,7 +171,12 @@ class AwsGpuGroup(Construct):
                 LaunchTemplateBlockDeviceMappings(
                     device_name="/dev/sda1",
                     ebs=LaunchTemplateBlockDeviceMappingsEbs(
-                        volume_size=ROOT_VOLUME_GIB, volume_type="gp3", encrypted="true", delete_on_termination="true"
+                        volume_size=ROOT_VOLUME_GIB,
+                        volume_type="gp3",
+                        encrypted="true",
+                        delete_on_termination="true",
+                        throughput=None if local_nvme else PROVISIONED_THROUGHPUT_MIBPS,
+                        iops=None if local_nvme else PROVISIONED_IOPS,
                     ),
                 )
             ],
@@ -178,7 +203,10 @@ class AwsGpuGroup(Construct):
             max_size=max_size,
             vpc_zone_identifier=list(subnet_ids),
             target_group_arns=[target_group_arn],
-            health_check_type="ELB",
+            # Auto Scaling docs ("Health checks"): with ELB health checks the group replaces an
+            # instance the target group reports unhealthy, i.e. on a readiness dip; EC2 checks plus
+            # SetInstanceHealth from the liveness agent replace only a dead instance or engine.
+            health_check_type=HEALTH_CHECK_TYPE,
             health_check_grace_period=cold_start_s,
             default_instance_warmup=cold_start_s,
             capacity_rebalance=True,

@@ -1,13 +1,18 @@
 """Least-privilege instance profile for the GPU instances.
 
-Allowed: SSM Session Manager (no SSH), reading the one API-keys secret, reading the weights
+Allowed: SSM Session Manager (no SSH), reading the API-keys secret (and the Hugging Face token
+secret when the fleet names one; Secrets Manager ARNs end in a random 6-character suffix, hence
+`<name>-*`), reading the weights
 mirror prefix (when it is on S3), publishing metrics in the fleet's namespace, reading its own
-ASG and completing the termination lifecycle hook of its own ASG.
+ASG, completing the termination lifecycle hook of its own ASG, marking itself Unhealthy in
+its own ASG (SetInstanceHealth, used by the liveness agent; resource-level on the group ARN)
+and writing to the region's instance log group.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
 from cdktf_cdktf_provider_aws.iam_instance_profile import IamInstanceProfile
 from cdktf_cdktf_provider_aws.iam_role import IamRole
@@ -37,8 +42,10 @@ class AwsInstanceRole(Construct):
         partition: str,
         api_keys_secret: str,
         weights_mirror: str | None,
+        optional_secrets: Mapping[str, str] | None = None,
         metrics_namespace: str,
         asg_name: str,
+        log_group_name: str,
     ) -> None:
         super().__init__(scope, id_)
         self.role = IamRole(
@@ -63,6 +70,7 @@ class AwsInstanceRole(Construct):
         asg_arn = (
             f"arn:{partition}:autoscaling:{region}:{account_id}:autoScalingGroup:*:autoScalingGroupName/{asg_name}"
         )
+        log_group_arn = f"arn:{partition}:logs:{region}:{account_id}:log-group:{log_group_name}"
         statements: list[dict[str, object]] = [
             {
                 "Sid": "ReadApiKeys",
@@ -84,11 +92,37 @@ class AwsInstanceRole(Construct):
                 "Resource": asg_arn,
             },
             {
+                # The liveness agent: `set-instance-health --health-status Unhealthy` when
+                # /health/live fails past its threshold (the group's checks are EC2 only).
+                "Sid": "ReportOwnLiveness",
+                "Effect": "Allow",
+                "Action": "autoscaling:SetInstanceHealth",
+                "Resource": asg_arn,
+            },
+            {
+                # Boot log and the service's JSON logs into the region's instance log group only
+                # (the group exists: no CreateLogGroup). Streams are `<group>:log-stream:<name>`.
+                "Sid": "WriteInstanceLogs",
+                "Effect": "Allow",
+                "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                "Resource": [log_group_arn, f"{log_group_arn}:*"],
+            },
+            {
                 "Sid": "FindOwnGroup",
                 "Effect": "Allow",
                 "Action": "autoscaling:DescribeAutoScalingInstances",
                 "Resource": "*",
             },
+        ]
+        # The Hugging Face token, the registry credentials: readable only when the fleet names them.
+        statements += [
+            {
+                "Sid": f"Read{purpose}",
+                "Effect": "Allow",
+                "Action": "secretsmanager:GetSecretValue",
+                "Resource": f"arn:{partition}:secretsmanager:{region}:{account_id}:secret:{secret}-*",
+            }
+            for purpose, secret in (optional_secrets or {}).items()
         ]
         mirror = _s3_mirror(weights_mirror)
         if mirror is not None:

@@ -31,6 +31,7 @@ from cdktf_cdktf_provider_aws.security_group import SecurityGroup
 from cdktf_cdktf_provider_aws.vpc_security_group_ingress_rule import VpcSecurityGroupIngressRule
 from constructs import Construct
 
+from infra.constructs.aws_global_name_validation import VALIDATION_TTL_S, validation_option
 from infra.constructs.aws_suppress import suppress
 
 TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
@@ -54,6 +55,7 @@ class AwsLoadBalancer(Construct):
         subnet_ids: Sequence[str],
         zone_id: str,
         domain_names: Sequence[str],
+        shared_names: Sequence[str] = (),
         service_port: int,
         deregistration_delay_s: int,
         idle_timeout_s: int,
@@ -84,29 +86,33 @@ class AwsLoadBalancer(Construct):
             validation_method="DNS",
             lifecycle=TerraformResourceLifecycle(create_before_destroy=True),
         )
-        # One record per name, keyed at synth time: a for_each over domain_validation_options
-        # would have keys unknown until the certificate exists, which a first apply rejects.
+        # One record per name this stack owns. A name in `shared_names` (the global name, on
+        # every region's certificate) has the same validation CNAME in every region, and its
+        # record is the bootstrap stack's (infra/constructs/aws_global_name_validation.py): it
+        # is only listed in the validation check here, so destroying this region leaves it.
         self.validation_records: list[Route53Record] = []
+        fqdns: list[str] = []
         for i, domain in enumerate(domain_names):
-            options = f"{self.certificate.fqn}.domain_validation_options"
-            option = f"[for o in {options} : o if o.domain_name == {json.dumps(domain)}]"
-            self.validation_records.append(
-                Route53Record(
-                    self,
-                    f"cert_validation_{i}",
-                    zone_id=zone_id,
-                    name=f"${{one({option}).resource_record_name}}",
-                    type=f"${{one({option}).resource_record_type}}",
-                    records=[f"${{one({option}).resource_record_value}}"],
-                    ttl=60,
-                    allow_overwrite=True,
-                )
+            option = validation_option(self.certificate, domain)
+            if domain in shared_names:
+                fqdns.append(f"${{{option}.resource_record_name}}")
+                continue
+            record = Route53Record(
+                self,
+                f"cert_validation_{i}",
+                zone_id=zone_id,
+                name=f"${{{option}.resource_record_name}}",
+                type=f"${{{option}.resource_record_type}}",
+                records=[f"${{{option}.resource_record_value}}"],
+                ttl=VALIDATION_TTL_S,
             )
+            self.validation_records.append(record)
+            fqdns.append(record.fqdn)
         self.certificate_validation = AcmCertificateValidation(
             self,
             "cert_validated",
             certificate_arn=self.certificate.arn,
-            validation_record_fqdns=[r.fqdn for r in self.validation_records],
+            validation_record_fqdns=fqdns,
         )
 
         self.alb = Lb(

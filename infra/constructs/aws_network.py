@@ -1,13 +1,15 @@
-"""A VPC over two or more AZs: public subnets (ALB, NAT), private subnets (instances).
+"""A VPC over two or three AZs: public subnets (ALB, NAT), private subnets (instances).
 
 Instances reach the internet (image registry, model hub, SSM, Secrets Manager) through one
 NAT gateway per AZ, so an AZ outage never cuts the other AZ's egress. VPC flow logs go to a
-KMS-encrypted CloudWatch log group; the default security group is emptied.
+KMS-encrypted CloudWatch log group (the same key encrypts the region's other log groups, named
+by `encrypted_log_groups`); the default security group is emptied.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 from cdktf import Fn, Token
 from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
@@ -44,18 +46,20 @@ class AwsNetwork(Construct):
         account_id: str,
         partition: str,
         cidr: str = "10.0.0.0/16",
-        az_count: int = 2,
+        zones: Sequence[str],
+        az_count: int,
+        encrypted_log_groups: Sequence[str] = (),
     ) -> None:
         super().__init__(scope, id_)
-        if az_count < 2:
-            raise ValueError("az_count: the network spans at least 2 availability zones")
-        # An allowlist of zone names keeps the set closed when AWS adds a zone; the first
-        # `az_count` available ones are used.
+        if not 2 <= az_count <= len(zones):
+            raise ValueError(f"az_count: {az_count} of {len(zones)} allowed zones; the network spans at least 2")
+        # An allowlist of zone names (the catalogue's) keeps the set closed when AWS adds a zone;
+        # the first `az_count` available ones are used (more zones, more spot capacity pools).
         azs = DataAwsAvailabilityZones(
             self,
             "azs",
             state="available",
-            filter=[DataAwsAvailabilityZonesFilter(name="zone-name", values=[f"{region}{z}" for z in "abc"])],
+            filter=[DataAwsAvailabilityZonesFilter(name="zone-name", values=list(zones))],
         )
         self.vpc = Vpc(self, "vpc", cidr_block=cidr, enable_dns_hostnames=True, enable_dns_support=True)
         self.vpc.tags = {"Name": name}
@@ -109,15 +113,28 @@ class AwsNetwork(Construct):
             self.private_subnets.append(private)
             self.nat_gateways.append(nat)
 
-        self._flow_logs(name=name, region=region, account_id=account_id, partition=partition)
+        self._flow_logs(
+            name=name,
+            region=region,
+            account_id=account_id,
+            partition=partition,
+            encrypted_log_groups=encrypted_log_groups,
+        )
 
-    def _flow_logs(self, *, name: str, region: str, account_id: str, partition: str) -> None:
+    def _flow_logs(
+        self, *, name: str, region: str, account_id: str, partition: str, encrypted_log_groups: Sequence[str]
+    ) -> None:
         log_group_name = f"/{name}/vpc-flow-logs"
         log_group_arn = f"arn:{partition}:logs:{region}:{account_id}:log-group:{log_group_name}"
+        # The same key encrypts the region's other log groups (the instances' logs); CloudWatch
+        # Logs may use it only for these groups (KMS encryption context aws:logs:arn).
+        key_users = [log_group_arn] + [
+            f"arn:{partition}:logs:{region}:{account_id}:log-group:{group}" for group in encrypted_log_groups
+        ]
         self.log_key = KmsKey(
             self,
             "log_key",
-            description=f"{name} VPC flow logs",
+            description=f"{name} VPC flow logs and instance logs",
             enable_key_rotation=True,
             deletion_window_in_days=30,
             policy=json.dumps(
@@ -143,7 +160,7 @@ class AwsNetwork(Construct):
                                 "kms:Describe*",
                             ],
                             "Resource": "*",
-                            "Condition": {"ArnLike": {"kms:EncryptionContext:aws:logs:arn": log_group_arn}},
+                            "Condition": {"ArnLike": {"kms:EncryptionContext:aws:logs:arn": key_users}},
                         },
                     ],
                 }

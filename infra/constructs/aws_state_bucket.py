@@ -34,6 +34,7 @@ from cdktf_cdktf_provider_aws.s3_bucket_versioning import (
 from constructs import Construct
 
 from infra.constructs.aws_suppress import suppress
+from infra.naming import state_kms_alias
 
 NONCURRENT_VERSION_DAYS = 90
 
@@ -65,7 +66,8 @@ class AwsStateBucket(Construct):
                 }
             ),
         )
-        KmsAlias(self, "alias", name=f"alias/{bucket_name}", target_key_id=self.key.key_id)
+        # The backends of every other stack name the key by this alias (infra/naming.py).
+        self.alias = KmsAlias(self, "alias", name=state_kms_alias(bucket_name), target_key_id=self.key.key_id)
         self.bucket = S3Bucket(self, "bucket", bucket=bucket_name)
         suppress(
             self.bucket,

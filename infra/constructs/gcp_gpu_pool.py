@@ -9,9 +9,10 @@ so the region never has fewer than `min_replicas` nor more than `max_replicas` i
 most `on_demand_base` of them on-demand, and every instance above the base is spot. A pool
 whose max is 0 (no base, or no room above it) is not created.
 
-Placement: the standard pool uses the BALANCED target shape (spread for availability, but
-still created where GPUs are available); the spot pool uses ANY (fills whichever zone has spot
-capacity). Both shapes require `instance_redistribution_type = NONE`. Autohealing recreates
+Placement: both pools use the BALANCED target shape: VMs are created in the zones where GPUs
+(or spot capacity) are available, spread as evenly as that allows. ANY would chase spot
+capacity harder, but an autoscaled regional MIG must be EVEN or BALANCED, and EVEN would leave
+VMs unstarted in a zone without GPUs. BALANCED requires `instance_redistribution_type = NONE`. Autohealing recreates
 an instance whose `/health/live` check fails after the cold-start initial delay; updates roll
 out proactively with surge and no unavailable instances.
 """
@@ -48,7 +49,11 @@ NAMED_PORT = "http"
 # scale-in control time window 60..3600 s.
 MAX_DELAY_S = 3600
 MIN_SCALE_IN_WINDOW_S = 60
-TARGET_SHAPE = {Pool.STANDARD: "BALANCED", Pool.SPOT: "ANY"}
+# "Set a target distribution shape" (Compute Engine docs), limitations: "If you want to autoscale
+# a regional MIG, you must set the target distribution shape to BALANCED or EVEN"; both pools
+# have an autoscaler. BALANCED (not EVEN) because a GPU or its spot capacity can be missing in
+# a zone; it also requires proactive instance redistribution to be off.
+TARGET_SHAPE = {Pool.STANDARD: "BALANCED", Pool.SPOT: "BALANCED"}
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,9 @@
 The GPU comes from the catalogue: the offering's first machine type with its accelerator
 (N1 + attached T4/V100; G2, A2 and A3 carry theirs, and the template names it explicitly).
 Every template: `on_host_maintenance = TERMINATE` (GPU VMs cannot live-migrate), shielded VM
-(secure boot, vTPM, integrity monitoring), OS Login with project SSH keys blocked, serial port
-off, no public IP, the fleet's own service account, the shared boot script as startup-script
+with vTPM and integrity monitoring but Secure Boot off (the image's NVIDIA kernel modules are
+not signed with a key Secure Boot trusts, see `SECURE_BOOT`), OS Login with project SSH keys
+blocked, serial port off, no public IP, the fleet's own service account, the shared boot script as startup-script
 and a draining shutdown-script. Spot: provisioning model SPOT, terminated by deletion (the MIG
 recreates it when capacity returns), never consuming reservations. Standard: consumes the
 named reservations when the fleet file lists them (SPECIFIC_RESERVATION), else any matching.
@@ -35,6 +36,12 @@ from infra.gcp_labels import gcp_name
 # container toolkit when it is missing.
 BOOT_IMAGE = "projects/deeplearning-platform-release/global/images/family/common-cu128-ubuntu-2204-nvidia-570"
 BOOT_DISK_GB = 200
+# Shielded VM docs: with Secure Boot "any boot component that isn't properly signed ... isn't
+# allowed to run", and the kernel then loads only signed modules; the Deep Learning VM's NVIDIA
+# driver modules are built by DKMS on the image and not signed with a key in the VM's Secure
+# Boot database, so `nvidia-smi` fails at boot (Compute Engine docs, "Install GPU drivers":
+# Secure Boot needs signed drivers). vTPM (measured boot) and integrity monitoring stay on.
+SECURE_BOOT = False
 RESERVATION_KEY = "compute.googleapis.com/reservation-name"
 # Instance template names are generated from a prefix (templates are immutable; each change
 # creates a new one before the old is deleted); the provider allows at most 37 characters.
@@ -115,7 +122,7 @@ class GcpInstanceTemplate(Construct):
             network_interface=[ComputeInstanceTemplateNetworkInterface(subnetwork=subnetwork)],
             can_ip_forward=False,
             shielded_instance_config=ComputeInstanceTemplateShieldedInstanceConfig(
-                enable_secure_boot=True, enable_vtpm=True, enable_integrity_monitoring=True
+                enable_secure_boot=SECURE_BOOT, enable_vtpm=True, enable_integrity_monitoring=True
             ),
             service_account=ComputeInstanceTemplateServiceAccount(email=service_account_email, scopes=scopes),
             metadata={

@@ -2,11 +2,14 @@
 
 Instances get the `cloud-platform` OAuth scope (Google's recommendation: access is then decided
 by IAM alone) and only these roles: write logs, write metrics (the autoscaling metric),
-read the one API-keys secret, and read the weights mirror bucket when the fleet has one.
+read the API-keys secret (and the Hugging Face token secret when the fleet names one), and read
+the weights mirror bucket when the fleet has one.
 Never the Compute Engine default service account.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from cdktf_cdktf_provider_google.project_iam_member import ProjectIamMember
 from cdktf_cdktf_provider_google.secret_manager_secret_iam_member import SecretManagerSecretIamMember
@@ -36,6 +39,10 @@ def weights_bucket(mirror: str | None) -> str | None:
     return mirror.removeprefix("gs://").split("/", 1)[0]
 
 
+def _snake(camel: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() and i else c.lower() for i, c in enumerate(camel))
+
+
 class GcpServiceAccount(Construct):
     def __init__(
         self,
@@ -46,6 +53,7 @@ class GcpServiceAccount(Construct):
         project: str,
         api_keys_secret: str,
         weights_mirror: str | None,
+        optional_secrets: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(scope, id_)
         self.account = ServiceAccount(
@@ -70,6 +78,18 @@ class GcpServiceAccount(Construct):
             role=SECRET_ROLE,
             member=self.member,
         )
+        # The Hugging Face token, the registry credentials: readable only when the fleet names them.
+        self.optional_secret_access = {
+            purpose: SecretManagerSecretIamMember(
+                self,
+                f"{_snake(purpose)}_reader",
+                project=project,
+                secret_id=secret,
+                role=SECRET_ROLE,
+                member=self.member,
+            )
+            for purpose, secret in (optional_secrets or {}).items()
+        }
         bucket = weights_bucket(weights_mirror)
         self.weights_reader = (
             StorageBucketIamMember(self, "weights_reader", bucket=bucket, role=BUCKET_ROLE, member=self.member)

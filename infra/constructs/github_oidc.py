@@ -3,7 +3,8 @@
 Two construct functions, wired into the bootstrap stack:
 
 - `aws_github_oidc(scope, fleet=...)`: the IAM OIDC provider for
-  token.actions.githubusercontent.com, a read-only *plan* role whose trust pins
+  token.actions.githubusercontent.com (created, or with `github.oidc_provider: existing` the
+  account's own, read by a data source), a read-only *plan* role whose trust pins
   `repo:<repository>:pull_request`, and one *deploy* role per GitHub environment (one per
   stack that the workflow applies) whose trust pins `repo:<repository>:environment:<stack>`.
 - `gcp_github_oidc(scope, fleet=...)`: a workload identity pool + OIDC provider whose
@@ -13,22 +14,25 @@ Two construct functions, wired into the bootstrap stack:
   principals.
 
 The audience is `sts.amazonaws.com` (AWS, the configure-aws-credentials default) and the
-provider's default audience on GCP. Permissions granted to the roles are the lead's /
-stack owners' choice; here: ReadOnlyAccess + state access for plan, AdministratorAccess
-scoped by the trust for deploy (the environment's protection rules are the gate).
-Managed policies are attached with `aws_iam_role_policy_attachment` (the role's
-`managed_policy_arns` argument is deprecated in hashicorp/aws 5.x).
+provider's default audience on GCP. What each role may do, scoped to what its stacks touch:
+`infra/constructs/aws_ci_policies.py` (AWS: one inline policy per role) and
+`infra/constructs/gcp_ci_roles.py` (GCP project roles).
+Policies are separate `aws_iam_role_policy` resources (the role's `inline_policy` and
+`managed_policy_arns` arguments are deprecated in hashicorp/aws 5.x).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from infra.config import Fleet
 
 if TYPE_CHECKING:
+    from cdktf import ITerraformDependable
+    from cdktf_cdktf_provider_aws.data_aws_iam_openid_connect_provider import DataAwsIamOpenidConnectProvider
     from cdktf_cdktf_provider_aws.iam_openid_connect_provider import IamOpenidConnectProvider
     from cdktf_cdktf_provider_aws.iam_role import IamRole
     from cdktf_cdktf_provider_google.iam_workload_identity_pool import IamWorkloadIdentityPool
@@ -39,12 +43,6 @@ if TYPE_CHECKING:
 GITHUB_OIDC_HOST = "token.actions.githubusercontent.com"
 GITHUB_OIDC_URL = f"https://{GITHUB_OIDC_HOST}"
 AWS_AUDIENCE = "sts.amazonaws.com"
-PLAN_POLICY = "arn:aws:iam::aws:policy/ReadOnlyAccess"
-DEPLOY_POLICY = "arn:aws:iam::aws:policy/AdministratorAccess"
-DEPLOY_POLICY_REASON = (
-    "terraform apply creates VPCs, load balancers, IAM instance roles and DNS records across services; "
-    "the trust pins one repository environment whose protection rules (required reviewers, main only) gate it"
-)
 
 
 def deploy_environments(fleet: Fleet) -> list[str]:
@@ -84,26 +82,39 @@ def aws_trust_policy(provider_arn: str, repository: str, subjects: list[str]) ->
 
 @dataclass(frozen=True)
 class AwsGithubOidc:
-    provider: IamOpenidConnectProvider
+    provider: IamOpenidConnectProvider | DataAwsIamOpenidConnectProvider  # created, or the account's
     plan_role: IamRole
     deploy_roles: dict[str, IamRole]  # GitHub environment (stack name) -> role
 
 
-def aws_github_oidc(scope: Construct, *, fleet: Fleet) -> AwsGithubOidc:
+def aws_github_oidc(
+    scope: Construct, *, fleet: Fleet, state_bucket_arn: str, state_key_arn: str, zone_id: str
+) -> AwsGithubOidc:
+    """The OIDC trust and one inline policy per role (infra/constructs/aws_ci_policies.py): the
+    state bucket's ARN and key, and the fleet's hosted zone, scope what each role may touch."""
     # Deferred: a stack that only needs one cloud never pays for the other's bindings.
+    from cdktf_cdktf_provider_aws.data_aws_iam_openid_connect_provider import DataAwsIamOpenidConnectProvider
     from cdktf_cdktf_provider_aws.iam_openid_connect_provider import IamOpenidConnectProvider
     from cdktf_cdktf_provider_aws.iam_role import IamRole
-    from cdktf_cdktf_provider_aws.iam_role_policy_attachment import IamRolePolicyAttachment
+    from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
 
-    from infra.constructs.aws_suppress import suppress
+    from infra.constructs import aws_ci_policies as ci
 
     repo = fleet.github.repository
-    provider = IamOpenidConnectProvider(
-        scope,
-        "github_oidc_provider",
-        url=GITHUB_OIDC_URL,
-        client_id_list=[AWS_AUDIENCE],
-    )
+    provider: IamOpenidConnectProvider | DataAwsIamOpenidConnectProvider
+    if fleet.github.oidc_provider == "existing":
+        # IAM allows one OIDC provider per URL in an account (a second CreateOpenIDConnectProvider
+        # fails with EntityAlreadyExists): read the one that exists. It must list the
+        # sts.amazonaws.com audience, as the created one does.
+        provider = DataAwsIamOpenidConnectProvider(scope, "github_oidc_provider", url=GITHUB_OIDC_URL)
+    else:
+        provider = IamOpenidConnectProvider(
+            scope,
+            "github_oidc_provider",
+            url=GITHUB_OIDC_URL,
+            client_id_list=[AWS_AUDIENCE],
+        )
+    state = {"bucket_arn": state_bucket_arn, "key_arn": state_key_arn}
     plan = IamRole(
         scope,
         "github_plan_role",
@@ -112,7 +123,7 @@ def aws_github_oidc(scope: Construct, *, fleet: Fleet) -> AwsGithubOidc:
         assume_role_policy=aws_trust_policy(provider.arn, repo, ["pull_request"]),
         max_session_duration=3600,
     )
-    IamRolePolicyAttachment(scope, "github_plan_role_read_only", role=plan.name, policy_arn=PLAN_POLICY)
+    IamRolePolicy(scope, "github_plan_role_policy", role=plan.id, policy=json.dumps(ci.plan_policy(fleet, **state)))
     deploy: dict[str, IamRole] = {}
     for env in deploy_environments(fleet):
         suffix = resource_suffix(env)
@@ -124,10 +135,13 @@ def aws_github_oidc(scope: Construct, *, fleet: Fleet) -> AwsGithubOidc:
             assume_role_policy=aws_trust_policy(provider.arn, repo, [f"environment:{env}"]),
             max_session_duration=3600,
         )
-        attachment = IamRolePolicyAttachment(
-            scope, f"github_deploy_role_{suffix}_admin", role=role.name, policy_arn=DEPLOY_POLICY
-        )
-        suppress(attachment, {"CKV_AWS_274": DEPLOY_POLICY_REASON})
+        if env == "global":
+            document = ci.global_deploy_policy(fleet, zone_id=zone_id, **state)
+        elif env.startswith("gcp-"):
+            document = ci.gcp_region_deploy_policy(fleet, env, **state)
+        else:
+            document = ci.aws_region_deploy_policy(fleet, env, fleet.region(env).region, zone_id=zone_id, **state)
+        IamRolePolicy(scope, f"github_deploy_role_{suffix}_policy", role=role.id, policy=json.dumps(document))
         deploy[env] = role
     return AwsGithubOidc(provider, plan, deploy)
 
@@ -149,7 +163,10 @@ class GcpGithubOidc:
     deploy_account: ServiceAccount
 
 
-def gcp_github_oidc(scope: Construct, *, fleet: Fleet) -> GcpGithubOidc:
+def gcp_github_oidc(
+    scope: Construct, *, fleet: Fleet, depends_on: Sequence[ITerraformDependable] = ()
+) -> GcpGithubOidc:
+    """`depends_on`: the API enablement (IAM, STS, IAM credentials) the pool and accounts need."""
     from cdktf_cdktf_provider_google.iam_workload_identity_pool import IamWorkloadIdentityPool
     from cdktf_cdktf_provider_google.iam_workload_identity_pool_provider import (
         IamWorkloadIdentityPoolProvider,
@@ -169,6 +186,7 @@ def gcp_github_oidc(scope: Construct, *, fleet: Fleet) -> GcpGithubOidc:
         workload_identity_pool_id=f"{fleet.project}-github"[:32],
         display_name="GitHub Actions",
         description=f"workflows of {repo}",
+        depends_on=list(depends_on),
     )
     provider = IamWorkloadIdentityPoolProvider(
         scope,
@@ -194,6 +212,7 @@ def gcp_github_oidc(scope: Construct, *, fleet: Fleet) -> GcpGithubOidc:
             project=project,
             account_id=f"{fleet.project}-gh-{kind}"[:30],
             display_name=f"GitHub Actions {kind} ({repo})",
+            depends_on=list(depends_on),
         )
     principal = f"principal://iam.googleapis.com/{pool.name}/subject/repo:{repo}"
     ServiceAccountIamMember(
@@ -204,8 +223,8 @@ def gcp_github_oidc(scope: Construct, *, fleet: Fleet) -> GcpGithubOidc:
         member=f"{principal}:pull_request",
     )
     for env in deploy_environments(fleet):
-        if env.startswith("aws-"):
-            continue  # AWS region stacks never touch GCP
+        if not env.startswith("gcp-"):
+            continue  # AWS region stacks and global (Route 53 only) never touch GCP
         ServiceAccountIamMember(
             scope,
             f"github_deploy_binding_{resource_suffix(env)}",

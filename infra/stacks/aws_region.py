@@ -1,13 +1,14 @@
 """`aws-<region>`: one AWS region of the fleet (DESIGN.md §5, AWS).
 
-VPC over two AZs -> ALB with a DNS-validated certificate for `<region>.<domain>` and the
-global name -> GPU Auto Scaling group booting the service container. The global stack reads
-this stack's outputs (remote state) to route to it.
+VPC over three AZs (two where the region has only two) -> ALB with a DNS-validated
+certificate for `<region>.<domain>` and the global name -> GPU Auto Scaling group booting the
+service container. The global stack reads this stack's outputs (remote state) to route to it.
 """
 
 from __future__ import annotations
 
 from cdktf import TerraformOutput
+from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
 from cdktf_cdktf_provider_aws.data_aws_caller_identity import DataAwsCallerIdentity
 from cdktf_cdktf_provider_aws.data_aws_partition import DataAwsPartition
 from cdktf_cdktf_provider_aws.data_aws_route53_zone import DataAwsRoute53Zone
@@ -21,7 +22,8 @@ from infra.config import Fleet, RegionSpec
 from infra.constructs.aws_gpu_group import AwsGpuGroup
 from infra.constructs.aws_instance_role import AwsInstanceRole
 from infra.constructs.aws_load_balancer import AwsLoadBalancer
-from infra.constructs.aws_network import AwsNetwork
+from infra.constructs.aws_network import LOG_RETENTION_DAYS, AwsNetwork
+from infra.naming import instance_log_group
 from infra.stacks.common import Backend, FleetStack
 
 # ALB idle timeout: a non-streaming generation of max_tokens must fit; streams send bytes often.
@@ -47,8 +49,25 @@ class AwsRegionStack(FleetStack):
         zone = DataAwsRoute53Zone(self, "zone", name=fleet.global_.hosted_zone, private_zone=False)
         drain_s = DRAIN_BUDGET_S[Cloud.AWS]
 
+        log_group = instance_log_group(fleet, region)
         self.network = AwsNetwork(
-            self, "network", name=name, region=region.region, account_id=account.account_id, partition=partition
+            self,
+            "network",
+            name=name,
+            region=region.region,
+            account_id=account.account_id,
+            partition=partition,
+            zones=region.info.zones,
+            az_count=region.info.azs,
+            encrypted_log_groups=[log_group],
+        )
+        # Boot and service logs, visible without SSH; same retention and key as the flow logs.
+        self.instance_logs = CloudwatchLogGroup(
+            self,
+            "instance_logs",
+            name=log_group,
+            retention_in_days=LOG_RETENTION_DAYS,
+            kms_key_id=self.network.log_key.arn,
         )
         self.endpoint = endpoint_name(fleet, region)
         self.lb = AwsLoadBalancer(
@@ -59,6 +78,7 @@ class AwsRegionStack(FleetStack):
             subnet_ids=[s.id for s in self.network.public_subnets],
             zone_id=zone.zone_id,
             domain_names=[self.endpoint, fleet.global_.domain],
+            shared_names=[fleet.global_.domain],  # its validation record is the bootstrap stack's
             service_port=fleet.service.port,
             deregistration_delay_s=drain_s,
             idle_timeout_s=ALB_IDLE_TIMEOUT_S,
@@ -73,8 +93,10 @@ class AwsRegionStack(FleetStack):
             partition=partition,
             api_keys_secret=fleet.service.api_keys_secret,
             weights_mirror=fleet.model.mirror(Cloud.AWS),
+            optional_secrets=fleet.service.optional_secrets,
             metrics_namespace=METRICS_NAMESPACE,
             asg_name=asg_name,
+            log_group_name=log_group,
         )
         self.group = AwsGpuGroup(
             self,
@@ -92,7 +114,8 @@ class AwsRegionStack(FleetStack):
             capacity_reservations=region.capacity_reservations,
             user_data=render_boot_script(fleet, region),
             service_port=fleet.service.port,
-            cold_start_s=fleet.service.cold_start_s,
+            cold_start_s=fleet.cold_start_s(region),
+            local_nvme=region.offering.local_nvme,
             drain_budget_s=drain_s,
             autoscale_metric=fleet.autoscale.metric,
             autoscale_target=fleet.autoscale.target,
@@ -105,3 +128,4 @@ class AwsRegionStack(FleetStack):
         TerraformOutput(self, "alb_arn", value=self.lb.alb.arn)
         TerraformOutput(self, "asg_name", value=self.group.asg.name)
         TerraformOutput(self, "target_group_arn", value=self.lb.target_group.arn)
+        TerraformOutput(self, "instance_log_group", value=self.instance_logs.name)

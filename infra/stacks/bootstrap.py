@@ -1,11 +1,12 @@
-"""`bootstrap`: the Terraform state bucket every other stack stores its state in, and the OIDC
-trust the deploy workflow uses to reach the clouds (infra/constructs/github_oidc.py).
+"""`bootstrap`: the Terraform state bucket every other stack stores its state in, the OIDC
+trust the deploy workflow uses to reach the clouds (infra/constructs/github_oidc.py), and the
+one record every region shares: the ACM validation CNAME of the global name.
 
 It keeps its own state locally (it creates the bucket the others need), so it is applied
 once per account by an administrator before any regional stack; CI only plans it.
 
-The Google provider (workload identity pool, plan / deploy service accounts) is added only
-when the fleet has GCP regions, so an AWS-only fleet's bootstrap imports no Google bindings
+The Google provider (the project's APIs, workload identity pool, plan / deploy service
+accounts) is added only when the fleet has GCP regions, so an AWS-only fleet's bootstrap imports no Google bindings
 and validates and deploys with the AWS provider alone.
 
 Outputs are named after the GitHub variables they fill (docs/delivery.md): `aws_plan_role_arn`
@@ -22,6 +23,7 @@ from constructs import Construct
 
 from infra.catalog import Cloud
 from infra.config import Fleet
+from infra.constructs.aws_global_name_validation import AwsGlobalNameValidation
 from infra.constructs.aws_state_bucket import AwsStateBucket
 from infra.constructs.github_oidc import AwsGithubOidc, GcpGithubOidc, aws_github_oidc
 from infra.stacks.common import Backend, FleetStack
@@ -37,7 +39,19 @@ class BootstrapStack(FleetStack):
         TerraformOutput(self, "state_bucket_arn", value=self.bucket.bucket.arn)
         TerraformOutput(self, "state_kms_key_arn", value=self.bucket.key.arn)
 
-        self.aws_oidc: AwsGithubOidc = aws_github_oidc(self, fleet=fleet)
+        # The global name's ACM validation record: shared by every region's certificate, so it
+        # belongs to the stack that outlives them all.
+        self.global_name_validation = AwsGlobalNameValidation(
+            self, "global_name_validation", hosted_zone=fleet.global_.hosted_zone, domain=fleet.global_.domain
+        )
+
+        self.aws_oidc: AwsGithubOidc = aws_github_oidc(
+            self,
+            fleet=fleet,
+            state_bucket_arn=self.bucket.bucket.arn,
+            state_key_arn=self.bucket.key.arn,
+            zone_id=self.global_name_validation.zone.zone_id,
+        )
         TerraformOutput(self, "github_oidc_provider_arn", value=self.aws_oidc.provider.arn)
         TerraformOutput(self, "aws_plan_role_arn", value=self.aws_oidc.plan_role.arn)
         TerraformOutput(
@@ -55,12 +69,32 @@ class BootstrapStack(FleetStack):
         # Deferred: only fleets with GCP regions pay for (and need a mirror of) the Google provider.
         from cdktf_cdktf_provider_google.provider import GoogleProvider
 
+        from infra.constructs.gcp_ci_roles import grant_ci_roles
+        from infra.constructs.gcp_project_services import GcpProjectServices
         from infra.constructs.github_oidc import gcp_github_oidc
         from infra.gcp_labels import GcpLabels, fleet_labels
 
+        if fleet.gcp.project is None:
+            raise ValueError("gcp.project: required for a fleet with gcp regions")
         GoogleProvider(self, "google", project=fleet.gcp.project)
         Aspects.of(self).add(GcpLabels(fleet_labels(fleet.project, self.stack_name, fleet.tags)))
-        trust = gcp_github_oidc(self, fleet=fleet)
+        # Every API the GCP stacks, the instances and the CI login use, in one place.
+        self.gcp_services = GcpProjectServices(self, "gcp_services", fleet=fleet, project=fleet.gcp.project)
+        trust = gcp_github_oidc(
+            self,
+            fleet=fleet,
+            depends_on=self.gcp_services.of(
+                "iam.googleapis.com", "iamcredentials.googleapis.com", "sts.googleapis.com"
+            ),
+        )
+        # Without project roles the CI login works but every plan / apply is refused.
+        self.gcp_ci_roles = grant_ci_roles(
+            self,
+            fleet=fleet,
+            project=fleet.gcp.project,
+            plan_member=f"serviceAccount:{trust.plan_account.email}",
+            deploy_member=f"serviceAccount:{trust.deploy_account.email}",
+        )
         TerraformOutput(self, "gcp_workload_identity_provider", value=trust.provider.name)
         TerraformOutput(self, "gcp_plan_service_account", value=trust.plan_account.email)
         TerraformOutput(self, "gcp_deploy_service_account", value=trust.deploy_account.email)

@@ -1,8 +1,9 @@
 """What every stack shares: the state backend, the tags Aspect, remote-state lookups.
 
 Backends: "fleet" writes state to the S3 bucket named in `fleet.state` (key
-`<project>/<stack>.tfstate`, S3-native lockfile locking); "local" keeps a state file next to
-the synthesized JSON (`terraform.<stack>.tfstate`) so tests can run on a copy of the tree.
+`<project>/<stack>.tfstate`, S3-native lockfile locking, SSE-KMS with the state key by its
+alias); "local" keeps a state file next to the synthesized JSON (`terraform.<stack>.tfstate`)
+so tests can run on a copy of the tree.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from constructs import Construct
 
 from infra.aspects import AwsTags, fleet_tags
 from infra.config import Fleet
+from infra.naming import state_kms_alias
 
 Backend = Literal["fleet", "local"]
 
@@ -55,6 +57,11 @@ class FleetStack(TerraformStack):
                 key=state_key(fleet, id_),
                 region=fleet.state.region,
                 encrypt=True,
+                # Without a key, `encrypt` asks S3 for SSE-S3 on every write, overriding the
+                # bucket's default SSE-KMS. The alias resolves to the bootstrap stack's state key
+                # (Terraform S3 backend docs: kms_key_id; S3: a key alias is resolved in the
+                # caller's account, which is the bucket's).
+                kms_key_id=state_kms_alias(fleet.state.bucket),
             )
             # S3-native locking (terraform >= 1.10); the 0.21 binding predates the property.
             s3.add_override("use_lockfile", True)

@@ -62,6 +62,7 @@ class GcpRegionStack(FleetStack):
             project=project,
             api_keys_secret=fleet.service.api_keys_secret,
             weights_mirror=fleet.model.mirror(Cloud.GCP),
+            optional_secrets=fleet.service.optional_secrets,
         )
         self.network = GcpNetwork(
             self,
@@ -103,7 +104,7 @@ class GcpRegionStack(FleetStack):
                 size=size,
                 port=port,
                 autohealing_check=self.health.live.id,
-                cold_start_s=fleet.service.cold_start_s,
+                cold_start_s=fleet.cold_start_s(region),
                 autoscale=fleet.autoscale,
             )
         self.endpoint = endpoint_name(fleet, region)

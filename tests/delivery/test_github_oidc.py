@@ -25,7 +25,13 @@ def synthesized(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> dict[
     stack = TerraformStack(app, "oidc")
     AwsProvider(stack, "aws", region="us-east-1")
     GoogleProvider(stack, "google", project=fleet.gcp.project)
-    aws_github_oidc(stack, fleet=fleet)
+    aws_github_oidc(
+        stack,
+        fleet=fleet,
+        state_bucket_arn="arn:aws:s3:::llm-fleet-tfstate-example",
+        state_key_arn="arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+        zone_id="Z0123456789ABCDEFGHIJ",
+    )
     gcp_github_oidc(stack, fleet=fleet)
     app.synth()
     doc: dict[str, Any] = json.loads((Path(out) / "stacks" / "oidc" / "cdk.tf.json").read_text(encoding="utf-8"))
@@ -61,3 +67,4 @@ def test_gcp_pool_condition_pins_repository(fleet: Fleet, synthesized: dict[str,
     assert any(m.endswith(f"repo:{fleet.github.repository}:pull_request") for m in members)
     assert any(m.endswith(":environment:gcp-asia-southeast1") for m in members)
     assert not any("environment:aws-" in m for m in members)
+    assert not any(m.endswith(":environment:global") for m in members)  # global writes only Route 53

@@ -48,7 +48,7 @@ FLEETS: dict[str, dict[str, Any]] = {
             "  - {cloud: gcp, region: us-east4, gpu_type: l4, min_replicas: 1, max_replicas: 5, on_demand_base: 3}\n",
             extra="autoscale: {metric: gpu_utilization, target: 70, scale_in_cooldown_s: 10}\n"
             "model: {id: Qwen/Qwen2.5-7B-Instruct, weights_mirror: gs://llm-weights-example/qwen2.5-7b}\n"
-            "service: {cold_start_s: 900}\n"
+            "service: {cold_start_s: 900, hf_token_secret: llm-fleet-hf-token}\n"
             'tags: {Team: "ML Infra", "9Lives": "Yes/No"}\n',
         ),
         "stacks": None,

@@ -66,13 +66,44 @@ def test_autoscalers_target_their_own_group(synthesized: Synthesized, label: str
 
 
 @pytest.mark.parametrize(("label", "stack"), ALL_GCP)
-def test_regional_migs_span_at_least_two_zones(synthesized: Synthesized, label: str, stack: str) -> None:
+def test_regional_migs_span_three_zones(synthesized: Synthesized, label: str, stack: str) -> None:
     region = stack.removeprefix("gcp-")
     for pool in pools(synthesized.stack(label, stack)).values():
         zones = pool["group"]["distribution_policy_zones"]
-        assert len(zones) >= 2
+        # Three zones where the region has them: three spot capacity pools instead of two.
+        assert len(zones) == 3
         assert all(z.startswith(f"{region}-") for z in zones)
         assert pool["group"]["region"] == region
+
+
+@pytest.mark.parametrize(("label", "stack"), ALL_GCP)
+def test_gpu_templates_turn_secure_boot_off_keep_vtpm_and_integrity(
+    synthesized: Synthesized, label: str, stack: str
+) -> None:
+    """Shielded VM docs: Secure Boot refuses unsigned boot components and kernel modules; the
+    Deep Learning VM's DKMS-built NVIDIA modules are unsigned, so `nvidia-smi` fails at boot
+    with it on. Every template here carries a GPU, so every one turns it off (and only it)."""
+    for pool in pools(synthesized.stack(label, stack)).values():
+        template = pool["template"]
+        assert template["guest_accelerator"], "a GPU template"
+        assert template["shielded_instance_config"] == {
+            "enable_secure_boot": False,
+            "enable_vtpm": True,
+            "enable_integrity_monitoring": True,
+        }
+
+
+@pytest.mark.parametrize(("label", "stack"), ALL_GCP)
+def test_autoscaled_regional_migs_use_even_or_balanced_shape(synthesized: Synthesized, label: str, stack: str) -> None:
+    """Compute Engine docs ("Set a target distribution shape", limitations): to autoscale a
+    regional MIG its target distribution shape must be BALANCED or EVEN (ANY is refused)."""
+    found = pools(synthesized.stack(label, stack))
+    assert found
+    for pool in found.values():
+        assert pool["autoscaler"]["autoscaling_policy"]["max_replicas"] >= 1  # autoscaled
+        assert pool["group"]["distribution_policy_target_shape"] == "BALANCED"
+        # BALANCED requires proactive instance redistribution to be off.
+        assert pool["group"]["update_policy"]["instance_redistribution_type"] == "NONE"
 
 
 def test_standard_and_spot_templates(synthesized: Synthesized) -> None:
@@ -130,11 +161,9 @@ def test_templates_are_hardened(synthesized: Synthesized, label: str, stack: str
     email = ref("google_service_account", account, "email", doc)
     for pool in pools(doc).values():
         t = pool["template"]
-        assert t["shielded_instance_config"] == {
-            "enable_secure_boot": True,
-            "enable_vtpm": True,
-            "enable_integrity_monitoring": True,
-        }
+        # Secure Boot is the GPU-specific exception (test below); the rest of shielded VM stays.
+        assert t["shielded_instance_config"]["enable_vtpm"] is True
+        assert t["shielded_instance_config"]["enable_integrity_monitoring"] is True
         assert t["metadata"]["enable-oslogin"] == "TRUE"
         assert t["metadata"]["block-project-ssh-keys"] == "TRUE"
         assert t["metadata"]["serial-port-enable"] == "FALSE"
@@ -168,12 +197,15 @@ def test_service_account_least_privilege(synthesized: Synthesized) -> None:
     roles = sorted(r["role"] for r in resources(doc, "google_project_iam_member").values())
     assert roles == ["roles/logging.logWriter", "roles/monitoring.metricWriter"]
     assert all(r["member"] == member for r in resources(doc, "google_project_iam_member").values())
-    secret = one(doc, "google_secret_manager_secret_iam_member")
-    assert (secret["secret_id"], secret["role"], secret["member"]) == (
-        "llm-fleet-api-keys",
-        "roles/secretmanager.secretAccessor",
-        member,
-    )
+    secrets = resources(doc, "google_secret_manager_secret_iam_member").values()
+    # The API keys, and the Hugging Face token this fleet names (gated models, hub rate limits).
+    assert sorted((s["secret_id"], s["role"], s["member"]) for s in secrets) == [
+        ("llm-fleet-api-keys", "roles/secretmanager.secretAccessor", member),
+        ("llm-fleet-hf-token", "roles/secretmanager.secretAccessor", member),
+    ]
+    # No token secret in the default fleet: only the API keys are readable.
+    default = resources(synthesized.stack(*DEFAULT), "google_secret_manager_secret_iam_member").values()
+    assert [s["secret_id"] for s in default] == ["llm-fleet-api-keys"]
     bucket = one(doc, "google_storage_bucket_iam_member")
     assert (bucket["bucket"], bucket["role"], bucket["member"]) == (
         "llm-weights-example",
@@ -221,6 +253,17 @@ def test_health_checks_live_slow_ready_fast(synthesized: Synthesized) -> None:
         assert pool["autoscaler"]["autoscaling_policy"]["cooldown_period"] == 900
     backend = one(doc, "google_compute_region_backend_service")
     assert backend["health_checks"] == [ref("google_compute_region_health_check", ready, "id", doc)]
+
+
+def test_autohealing_delay_is_the_gpus_cold_start_budget_without_an_override(synthesized: Synthesized) -> None:
+    """The default fleet sets no service.cold_start_s: the L4's written GCP budget sizes the
+    autohealing initial delay and the autoscaler's initialization period."""
+    from infra.catalog import COLD_START_BUDGETS, Cloud
+
+    budget = COLD_START_BUDGETS[Cloud.GCP]["l4"].cold_start_s
+    for pool in pools(synthesized.stack(*DEFAULT)).values():
+        assert pool["group"]["auto_healing_policies"]["initial_delay_sec"] == budget
+        assert pool["autoscaler"]["autoscaling_policy"]["cooldown_period"] == budget
 
 
 @pytest.mark.parametrize(
@@ -345,6 +388,76 @@ def test_labels_on_every_labelable_resource(synthesized: Synthesized, label: str
     for rtype, entries in doc["resource"].items():
         for body in entries.values():
             assert not isinstance(body.get("tags"), dict), rtype
+
+
+# The API each Google resource type of a regional stack is served by.
+API_OF_RESOURCE = {
+    "google_compute_": "compute.googleapis.com",
+    "google_certificate_manager_": "certificatemanager.googleapis.com",
+    "google_secret_manager_": "secretmanager.googleapis.com",
+    "google_service_account": "iam.googleapis.com",
+    "google_project_iam_member": "cloudresourcemanager.googleapis.com",
+    "google_storage_": "storage.googleapis.com",
+}
+
+
+@pytest.mark.parametrize(("label", "stack"), ALL_GCP)
+def test_every_api_a_regional_stack_calls_is_enabled_by_bootstrap(
+    synthesized: Synthesized, label: str, stack: str
+) -> None:
+    """SERVICE_DISABLED on a fresh project: every resource type here must be served by an API
+    that the bootstrap stack enables (infra/constructs/gcp_project_services.py)."""
+    from infra.config import parse_fleet_text
+    from infra.constructs.gcp_project_services import required_services
+
+    fleet = parse_fleet_text(str(FLEETS[label]["fleet"]), label)
+    enabled = set(required_services(fleet))
+    for rtype in synthesized.stack(label, stack)["resource"]:
+        api = next((a for prefix, a in API_OF_RESOURCE.items() if rtype.startswith(prefix)), None)
+        assert api is not None, f"{rtype}: which API serves it?"
+        assert api in enabled, f"{rtype} needs {api}"
+
+
+# The deploy role (infra/constructs/gcp_ci_roles.py) that may write each Google resource type of a
+# regional stack (GCP IAM roles reference: Compute Instance Admin v1 = templates, MIGs,
+# autoscalers; Network Admin = networking except firewall rules; Security Admin = firewall rules;
+# Certificate Manager Owner; Service Account Admin; Project IAM Admin; Secret Manager Admin;
+# Storage Admin).
+DEPLOY_ROLE_OF_RESOURCE = {
+    "google_compute_instance_template": "roles/compute.instanceAdmin.v1",
+    "google_compute_region_instance_group_manager": "roles/compute.instanceAdmin.v1",
+    "google_compute_region_autoscaler": "roles/compute.instanceAdmin.v1",
+    "google_compute_firewall": "roles/compute.securityAdmin",
+    "google_compute_network": "roles/compute.networkAdmin",
+    "google_compute_subnetwork": "roles/compute.networkAdmin",
+    "google_compute_router": "roles/compute.networkAdmin",
+    "google_compute_router_nat": "roles/compute.networkAdmin",
+    "google_compute_address": "roles/compute.networkAdmin",
+    "google_compute_region_health_check": "roles/compute.networkAdmin",
+    "google_compute_region_backend_service": "roles/compute.networkAdmin",
+    "google_compute_region_url_map": "roles/compute.networkAdmin",
+    "google_compute_region_target_https_proxy": "roles/compute.networkAdmin",
+    "google_compute_region_target_http_proxy": "roles/compute.networkAdmin",
+    "google_compute_forwarding_rule": "roles/compute.networkAdmin",
+    "google_compute_region_ssl_policy": "roles/compute.networkAdmin",
+    "google_certificate_manager_certificate": "roles/certificatemanager.owner",
+    "google_certificate_manager_dns_authorization": "roles/certificatemanager.owner",
+    "google_service_account": "roles/iam.serviceAccountAdmin",
+    "google_project_iam_member": "roles/resourcemanager.projectIamAdmin",
+    "google_secret_manager_secret_iam_member": "roles/secretmanager.admin",
+    "google_storage_bucket_iam_member": "roles/storage.admin",
+}
+
+
+@pytest.mark.parametrize(("label", "stack"), ALL_GCP)
+def test_the_deploy_account_holds_a_role_for_every_resource_type(
+    synthesized: Synthesized, label: str, stack: str
+) -> None:
+    from infra.constructs.gcp_ci_roles import BUCKET_ADMIN, DEPLOY_ROLES, PROJECT_IAM_ADMIN, SECRET_ADMIN
+
+    granted = {*DEPLOY_ROLES, PROJECT_IAM_ADMIN, SECRET_ADMIN, BUCKET_ADMIN}
+    for rtype in synthesized.stack(label, stack)["resource"]:
+        assert DEPLOY_ROLE_OF_RESOURCE.get(rtype) in granted, f"{rtype}: no deploy role writes it"
 
 
 def test_provider_and_backend(synthesized: Synthesized) -> None:

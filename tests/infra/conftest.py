@@ -39,11 +39,13 @@ def fleet_yaml(regions: str, *, mode: str = "latency-dns", extra: str = "") -> s
 
 # Variants of the default fleet that exercise the other branches of the stacks.
 VARIANTS: dict[str, str] = {
-    # AWS-only fleet behind Global Accelerator.
+    # AWS-only fleet behind Global Accelerator; an unquantized model on V100 (p3: no local NVMe).
     "accelerator": fleet_yaml(
         "  - {cloud: aws, region: us-west-2, gpu_type: a10g, min_replicas: 1, max_replicas: 2, on_demand_base: 1}\n"
-        "  - {cloud: aws, region: eu-central-1, gpu_type: t4, min_replicas: 1, max_replicas: 2}\n",
+        "  - {cloud: aws, region: eu-central-1, gpu_type: v100, min_replicas: 1, max_replicas: 2}\n",
         mode="global-accelerator",
+        extra="model: {id: Qwen/Qwen2.5-7B-Instruct, quantization: none}\n"
+        "github: {repository: llm-fleet/llm-fleet, oidc_provider: existing}\n",
     ),
     # Two fleet regions in one latency region (gcp us-west1 -> aws us-west-2), plus reservations.
     "shared": fleet_yaml(
@@ -51,7 +53,9 @@ VARIANTS: dict[str, str] = {
         " capacity_reservations: [cr-0123456789abcdef0, cr-0fedcba9876543210]}\n"
         "  - {cloud: gcp, region: us-west1, gpu_type: l4, min_replicas: 1, max_replicas: 2}\n",
         extra="autoscale: {metric: gpu_utilization, target: 70}\n"
-        "model: {id: Qwen/Qwen2.5-7B-Instruct, weights_mirror: s3://llm-weights/qwen2.5-7b}\n",
+        "model: {id: Qwen/Qwen2.5-7B-Instruct,"
+        " weights_mirror: {aws: s3://llm-weights/qwen2.5-7b, gcp: gs://llm-weights-gcp/qwen2.5-7b}}\n"
+        "service: {hf_token_secret: llm-fleet-hf-token, registry_secret: llm-fleet-registry}\n",
     ),
 }
 

@@ -38,7 +38,7 @@ def test_asg_mixed_policy(moto_deployment: MotoDeployment, stack: str, region: s
     types = [o["InstanceType"] for o in mip["LaunchTemplate"]["Overrides"]]
     assert len(types) >= 2
     assert all(t.startswith(gpu_types) for t in types)
-    assert asg["HealthCheckType"] == "ELB"
+    assert asg["HealthCheckType"] == "EC2"  # replacement on liveness (SetInstanceHealth), not readiness
     assert asg["HealthCheckGracePeriod"] >= 600
     assert asg["CapacityRebalance"] is True
     assert len(asg["TargetGroupARNs"]) == 1
@@ -47,6 +47,12 @@ def test_asg_mixed_policy(moto_deployment: MotoDeployment, stack: str, region: s
     assert tags["Stack"] == stack
     hooks = moto_deployment.client("autoscaling", region).describe_lifecycle_hooks(AutoScalingGroupName=asg_name)
     assert [h["LifecycleHookName"] for h in hooks["LifecycleHooks"]] == [LIFECYCLE_HOOK]
+    # The AMI was resolved at plan time (the harness's stand-in for the public parameter).
+    lt = asg["MixedInstancesPolicy"]["LaunchTemplate"]["LaunchTemplateSpecification"]
+    versions = moto_deployment.client("ec2", region).describe_launch_template_versions(
+        LaunchTemplateId=lt["LaunchTemplateId"], Versions=[lt["Version"]]
+    )["LaunchTemplateVersions"]
+    assert versions[0]["LaunchTemplateData"]["ImageId"].startswith("ami-")
     policies = moto_deployment.client("autoscaling", region).describe_policies(AutoScalingGroupName=asg_name)
     assert [p["PolicyType"] for p in policies["ScalingPolicies"]] == ["TargetTrackingScaling"]
 
@@ -164,13 +170,15 @@ def test_bootstrap_oidc_trust(moto_deployment: MotoDeployment) -> None:
     assert plan_trust["Condition"]["StringEquals"]["token.actions.githubusercontent.com:sub"] == [
         f"repo:{repo}:pull_request"
     ]
-    attached = iam.list_attached_role_policies(RoleName=plan["RoleName"])["AttachedPolicies"]
-    assert [a["PolicyName"] for a in attached] == ["ReadOnlyAccess"]
+    # one scoped inline policy (no ReadOnlyAccess: it reads every S3 object of the account)
+    assert iam.list_attached_role_policies(RoleName=plan["RoleName"])["AttachedPolicies"] == []
+    assert len(iam.list_role_policies(RoleName=plan["RoleName"])["PolicyNames"]) == 1
     assert set(out["aws_deploy_role_arns"]) == {"aws-us-west-2", "aws-eu-central-1", "global"}
     for env, arn in out["aws_deploy_role_arns"].items():
         role = iam.get_role(RoleName=arn.rsplit("/", 1)[1])["Role"]
         condition = role["AssumeRolePolicyDocument"]["Statement"][0]["Condition"]["StringEquals"]
         assert condition["token.actions.githubusercontent.com:sub"] == [f"repo:{repo}:environment:{env}"]
+        assert iam.list_attached_role_policies(RoleName=role["RoleName"])["AttachedPolicies"] == []  # no admin
         tags = {t["Key"]: t["Value"] for t in iam.list_role_tags(RoleName=role["RoleName"])["Tags"]}
         assert tags["Project"] == "llm-fleet"
         assert tags["Stack"] == "bootstrap"
