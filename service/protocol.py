@@ -6,9 +6,76 @@ through untouched (``extra="allow"``) so the engine stays the judge of what it s
 
 from __future__ import annotations
 
+import json
+import math
+import re
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
+
+MAX_JSON_DEPTH = 64  # objects and arrays inside each other; OpenAI requests need a handful
+_INT64 = 1 << 63
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")  # \ud800-\udfff: a surrogate, maybe a lone one
+
+
+class InvalidJsonError(ValueError):
+    """A body the gateway does not accept as JSON (answered 400 `invalid_json`)."""
+
+
+def _no_constant(name: str) -> Any:
+    raise InvalidJsonError(f"{name} is not a JSON value")
+
+
+def parse_json_object(body: bytes) -> dict[str, Any]:
+    """The request body as a JSON object, or InvalidJsonError naming the problem.
+
+    Stricter than `json.loads`: UTF-8 only, at most MAX_JSON_DEPTH levels of nesting, no
+    NaN/Infinity, integers within 64 bits, finite floats, no lone UTF-16 surrogates (they
+    cannot be encoded as UTF-8 for the engine)."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidJsonError(f"the body is not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    try:
+        value = json.loads(text, parse_constant=_no_constant)
+    except RecursionError:
+        raise InvalidJsonError(f"nested deeper than {MAX_JSON_DEPTH} levels") from None
+    except json.JSONDecodeError as exc:
+        raise InvalidJsonError(str(exc)) from None
+    except InvalidJsonError:
+        raise
+    except ValueError:  # an integer too long for Python to convert (> 4300 digits)
+        raise InvalidJsonError("an integer does not fit in 64 bits") from None
+    if not isinstance(value, dict):
+        raise InvalidJsonError("expected a JSON object")
+    _check_values(value, surrogates=_SURROGATE_ESCAPE.search(body) is not None)
+    return value
+
+
+def _check_values(root: dict[str, Any], *, surrogates: bool) -> None:
+    stack: list[tuple[Any, int]] = [(root, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list):
+            if depth > MAX_JSON_DEPTH:
+                raise InvalidJsonError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+            items = value.values() if isinstance(value, dict) else value
+            stack.extend((item, depth + 1) for item in items)
+            if surrogates and isinstance(value, dict):
+                stack.extend((key, depth) for key in value)
+        elif isinstance(value, bool) or value is None:
+            continue
+        elif isinstance(value, int):
+            if not -_INT64 <= value < _INT64:
+                raise InvalidJsonError("an integer does not fit in 64 bits")
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                raise InvalidJsonError("a number is out of range")
+        elif surrogates and isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise InvalidJsonError("a string holds a lone UTF-16 surrogate (not valid Unicode)") from None
 
 
 class _Lenient(BaseModel):

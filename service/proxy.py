@@ -27,7 +27,13 @@ from service.engine_client import EngineClient, EngineUnavailableError, forwarda
 from service.errors import ApiError
 from service.health import EngineHealth, EnginePhase
 from service.metrics import GatewayMetrics
-from service.protocol import ChatCompletionRequest, CompletionRequest, first_error
+from service.protocol import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    InvalidJsonError,
+    first_error,
+    parse_json_object,
+)
 from service.relay import PassthroughResponse, StreamRelay, UsageTap, usage_in
 from service.settings import ServiceSettings
 from service.upstream import UpstreamError
@@ -115,7 +121,7 @@ class Gateway:
             self.auth.check(request.headers.get("authorization"))
             prepared = PreparedRequest(route=route, request_id=request_id)
             if route.schema is not None:
-                await self._prepare(request, prepared)
+                self._prepare(await self._read_body(request), prepared)
             for policy in self.policies:
                 answer = await policy.admit(prepared)
                 if answer is not None:
@@ -135,21 +141,18 @@ class Gateway:
         if self._in_flight() > self.settings.max_in_flight:
             raise ApiError(429, "Too many requests in flight on this instance.", code="overloaded", headers=retry)
 
-    async def _prepare(self, request: Request, prepared: PreparedRequest) -> None:
+    def _prepare(self, body: bytes, prepared: PreparedRequest) -> None:
         route = prepared.route
         assert route.schema is not None
-        body = await self._read_body(request)
         try:
-            payload = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ApiError(400, f"Invalid JSON body: {exc}.", code="invalid_json") from exc
-        if not isinstance(payload, dict):
-            raise ApiError(400, "Invalid body: expected a JSON object.", code="invalid_json")
+            payload = parse_json_object(body)
+        except InvalidJsonError as exc:
+            raise ApiError(400, f"Invalid JSON body: {exc}.", code="invalid_json") from None
         try:
             parsed = route.schema.model_validate(payload)
         except ValidationError as exc:
             param, message = first_error(exc)
-            raise ApiError(400, f"Invalid request: {message}.", param=param, code="invalid_value") from exc
+            raise ApiError(400, f"Invalid request: {message}.", param=param, code="invalid_value") from None
         if parsed.model not in self.models:
             raise ApiError(
                 404,
@@ -157,15 +160,16 @@ class Gateway:
                 param="model",
                 code="model_not_found",
             )
-        cap = self.settings.max_tokens_cap
+        settings = self.settings
+        cap = settings.max_tokens_cap
         for name in ("max_tokens", "max_completion_tokens"):
             value = getattr(parsed, name)
             if value is not None and value > cap:
                 raise ApiError(400, f"{name} is {value}; the maximum is {cap}.", param=name, code="max_tokens_exceeded")
-        if parsed.prompt_chars() > self.settings.max_prompt_chars:
+        if parsed.prompt_chars() > settings.max_prompt_chars:
             raise ApiError(
                 400,
-                f"Prompt is {parsed.prompt_chars()} characters; the maximum is {self.settings.max_prompt_chars}.",
+                f"Prompt is {parsed.prompt_chars()} characters; the maximum is {settings.max_prompt_chars}.",
                 param="messages" if route is CHAT else "prompt",
                 code="context_length_exceeded",
             )

@@ -1,0 +1,63 @@
+"""Abuse resistance through the running gateway, against the session's real vLLM: what an attack
+on an instance found, each closed and checked here."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import openai
+import pytest
+
+from tests.service.features_helpers import feature_env, feature_gateway
+from tests.service.helpers import API_KEY, Gateway, metric_value
+
+pytestmark = [pytest.mark.engine, pytest.mark.slow]
+
+OTHER_KEY = "sk-abuse-other-key"
+
+
+def client_for(gateway: Gateway, key: str = API_KEY, timeout: float = 120) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gateway.url + "/v1", api_key=key, max_retries=0, timeout=timeout)
+
+
+def engine_metric(engine_url: str, name: str) -> float:
+    return metric_value(httpx.get(engine_url + "/metrics", timeout=10).text, name)
+
+
+def auth(key: str = API_KEY) -> dict[str, str]:
+    return {"authorization": f"Bearer {key}"}
+
+
+@pytest.fixture(scope="module")
+def general(engine_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """Default abuse settings, a second key, and deadlines down to 1 ms (for the fallback)."""
+    env = feature_env(fallback__min_timeout_s=0.001)
+    tmp = tmp_path_factory.mktemp("general")
+    with feature_gateway(tmp, engine_url, "--api-keys", OTHER_KEY, name="general", env=env) as gateway:
+        yield gateway
+
+
+# --- Low: pathological JSON, engine errors, redirects, models, usage, cache headers -------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"model": "tiny", "prompt": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+        b'{"model": "tiny", "prompt": ' + b'{"a": ' * 100 + b"1" + b"}" * 100 + b"}",
+        b'{"model": "tiny", "prompt": "x", "seed": ' + b"9" * 5000 + b"}",
+        b'{"model": "tiny", "prompt": "x", "seed": 99999999999999999999999}',
+        b'{"model": "tiny", "prompt": "\\ud800"}',
+        b'{"model": "tiny", "prompt": "x", "temperature": NaN}',
+        b'{"model": "tiny", "prompt": "x", "temperature": 1e999}',
+    ],
+    ids=["deep-arrays", "deep-objects", "huge-int", "int-over-64-bits", "lone-surrogate", "nan", "infinity"],
+)
+def test_pathological_json_is_a_400_without_a_traceback(general: Gateway, body: bytes) -> None:
+    response = httpx.post(general.url + "/v1/completions", content=body, headers=auth(), timeout=30)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["code"] == "invalid_json"
+    assert error["message"].startswith("Invalid JSON body: ")
+    assert "Traceback" not in general.log_tail(200)
