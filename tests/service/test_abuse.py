@@ -9,8 +9,9 @@ import httpx
 import openai
 import pytest
 
+from service.routes import KNOWN_PATHS
 from tests.service.features_helpers import feature_env, feature_gateway
-from tests.service.helpers import API_KEY, Gateway, metric_value
+from tests.service.helpers import API_KEY, METRICS_TOKEN, Gateway, metric_value
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
@@ -38,6 +39,25 @@ def general(engine_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         yield gateway
 
 
+# --- High: metric labels come from a fixed set --------------------------------------------
+
+
+def test_unknown_paths_share_one_metric_label(general: Gateway) -> None:
+    with httpx.Client(base_url=general.url, timeout=10) as http:
+        for index in range(150):
+            http.get(f"/health/probe-{index}")
+            http.post(f"/v1/chat/completions/x{index}", content=b"{}")
+            http.get(f"/nothing-{index}")
+    text = httpx.get(general.url + "/metrics", headers=auth(METRICS_TOKEN), timeout=10).text
+    routes = {
+        line.split('route="', 1)[1].split('"', 1)[0]
+        for line in text.splitlines()
+        if line.startswith("llm_gateway_request_duration_seconds_count{")
+    }
+    assert routes <= KNOWN_PATHS | {"other"}, sorted(routes - KNOWN_PATHS)[:5]
+    assert metric_value(text, "llm_gateway_request_duration_seconds_count", route="other") >= 450
+
+
 # --- Low: pathological JSON, engine errors, redirects, models, usage, cache headers -------
 
 
@@ -61,3 +81,12 @@ def test_pathological_json_is_a_400_without_a_traceback(general: Gateway, body: 
     assert error["code"] == "invalid_json"
     assert error["message"].startswith("Invalid JSON body: ")
     assert "Traceback" not in general.log_tail(200)
+
+
+def test_no_redirect_echoes_the_host(general: Gateway) -> None:
+    for method, path in (("GET", "/v1/models/"), ("POST", "/v1/chat/completions/"), ("GET", "/health/ready/")):
+        response = httpx.request(
+            method, general.url + path, headers={**auth(), "host": "evil.example"}, json={}, timeout=10
+        )
+        assert response.status_code == 404, (path, response.status_code)
+        assert "location" not in response.headers
