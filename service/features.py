@@ -254,11 +254,12 @@ class FeatureChain:
         return Response(body, media_type="application/json", headers=headers)
 
     async def _models(self, prepared: PreparedRequest, forward: Forward) -> Response:
-        """The local engine's list, plus (with pools configured) the remote pools' models
+        """The local engine's list, each model shown by its id (the engine's `root` is where
+        the weights lie on its disk), plus (with pools configured) the remote pools' models
         and the routing aliases."""
         pool = next((p for p in self.router.pools if p.url is None), self.router.pools[0])
         response = await forward(self.engines[pool.name], prepared)
-        if not self.settings.routing.pools or response.status_code != 200 or isinstance(response, StreamingResponse):
+        if response.status_code != 200 or isinstance(response, StreamingResponse):
             return response
         try:
             listing = json.loads(bytes(response.body))
@@ -266,10 +267,14 @@ class FeatureChain:
             known = {entry.get("id") for entry in data}
         except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError):
             return response
-        now = int(time.time())
-        for name in self.router.model_names:
-            if name not in known:
-                data.append({"id": name, "object": "model", "created": now, "owned_by": "llm-fleet"})
+        for entry in data:
+            if "root" in entry:
+                entry["root"] = entry.get("id")
+        if self.settings.routing.pools:
+            now = int(time.time())
+            for name in self.router.model_names:
+                if name not in known:
+                    data.append({"id": name, "object": "model", "created": now, "owned_by": "llm-fleet"})
         body = json.dumps(listing, separators=(",", ":")).encode()
         headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-length", "content-type")}
         return Response(body, status_code=200, media_type="application/json", headers=headers)

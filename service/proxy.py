@@ -24,7 +24,7 @@ from starlette.responses import Response
 from service.auth import ApiKeyAuth
 from service.drain import DrainController
 from service.engine_client import EngineClient, EngineUnavailableError, forwardable_headers
-from service.errors import ApiError
+from service.errors import ApiError, engine_error
 from service.health import EngineHealth, EnginePhase
 from service.metrics import GatewayMetrics
 from service.protocol import (
@@ -114,6 +114,8 @@ class Gateway:
         self.router: Router = router or (lambda _request: engine)
         self.models = models or frozenset({settings.served_model_name})
         self.features = features
+        # Strings an engine error must not show a client: where the model lives on disk.
+        self._hide = tuple(item for item in (settings.model,) if item and item != settings.served_model_name)
 
     async def handle(self, request: Request, route: Route, request_id: str) -> Response:
         try:
@@ -212,8 +214,8 @@ class Gateway:
             log.warning("engine request failed", extra={"engine": engine.name, "error": str(exc)})
             if not exc.request_sent:  # the engine never saw it: 503, safe for the client or LB to retry
                 retry = {"Retry-After": str(self.settings.retry_after_s)}
-                raise ApiError(503, f"Engine unavailable: {exc}.", code="engine_unavailable", headers=retry) from exc
-            raise ApiError(502, f"Upstream engine error: {exc}.", code="engine_unavailable") from exc
+                raise ApiError(503, "Engine unavailable; retry.", code="engine_unavailable", headers=retry) from exc
+            raise ApiError(502, "The engine failed to answer.", code="engine_unavailable") from exc
         headers = forwardable_headers(upstream.raw_headers)
         if prepared.stream and upstream.status_code == 200:
             started = prepared.started
@@ -227,10 +229,17 @@ class Gateway:
         try:
             body = await upstream.aread()
         except UpstreamError as exc:
-            raise ApiError(502, f"Upstream engine error: {exc}.", code="engine_unavailable") from exc
+            log.warning("engine answer broke", extra={"engine": engine.name, "error": str(exc)})
+            raise ApiError(502, "The engine failed to answer.", code="engine_unavailable") from exc
         finally:
             await upstream.aclose()
-        if upstream.status_code == 200 and route.schema is not None:
+        if upstream.status_code != 200:
+            error = engine_error(upstream.status_code, body, hide=self._hide)
+            detail = body[:500].decode(errors="replace")
+            extra = {"engine": engine.name, "engine_status": upstream.status_code, "error": detail}
+            log.info("engine refused the request", extra=extra)
+            raise error
+        if route.schema is not None:
             usage = usage_in(body)
             if usage is not None:
                 self._observe_tokens(route, usage)

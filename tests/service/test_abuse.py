@@ -11,7 +11,7 @@ import pytest
 
 from service.routes import KNOWN_PATHS
 from tests.service.features_helpers import feature_env, feature_gateway
-from tests.service.helpers import API_KEY, METRICS_TOKEN, Gateway, metric_value
+from tests.service.helpers import API_KEY, METRICS_TOKEN, SERVED, TINY_MODEL, Gateway, metric_value
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
@@ -83,6 +83,28 @@ def test_pathological_json_is_a_400_without_a_traceback(general: Gateway, body: 
     assert "Traceback" not in general.log_tail(200)
 
 
+def test_engine_errors_use_the_gateway_envelope(general: Gateway) -> None:
+    client = client_for(general)
+    with pytest.raises(openai.BadRequestError) as err:
+        client.completions.create(model=SERVED, prompt="x", max_tokens=2, temperature=-1)
+    error = err.value.response.json()["error"]
+    assert error == {
+        "message": error["message"],
+        "type": "invalid_request_error",
+        "param": "temperature",
+        "code": "invalid_value",
+    }
+    assert "temperature" in error["message"]
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(
+            model=SERVED, messages=[{"role": "user", "content": "x"}], max_tokens=2, extra_body={"logprobs": "many"}
+        )
+    error = err.value.response.json()["error"]
+    assert isinstance(error["code"], str)
+    assert error["param"] == "logprobs"
+    assert error["message"] == "logprobs: Input should be a valid boolean, unable to interpret input"
+
+
 def test_no_redirect_echoes_the_host(general: Gateway) -> None:
     for method, path in (("GET", "/v1/models/"), ("POST", "/v1/chat/completions/"), ("GET", "/health/ready/")):
         response = httpx.request(
@@ -90,3 +112,10 @@ def test_no_redirect_echoes_the_host(general: Gateway) -> None:
         )
         assert response.status_code == 404, (path, response.status_code)
         assert "location" not in response.headers
+
+
+def test_models_show_the_id_not_the_local_path(general: Gateway) -> None:
+    response = httpx.get(general.url + "/v1/models", headers=auth(), timeout=10)
+    assert response.status_code == 200
+    assert str(TINY_MODEL) not in response.text
+    assert [(model["id"], model["root"]) for model in response.json()["data"]] == [(SERVED, SERVED)]

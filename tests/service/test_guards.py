@@ -15,6 +15,7 @@ import uvicorn
 
 from service.app import create_app
 from service.engine_client import HttpEngineClient
+from service.errors import engine_error
 from service.logs import JsonFormatter
 from service.protocol import (
     MAX_JSON_DEPTH,
@@ -59,6 +60,67 @@ def test_ordinary_json_passes() -> None:
         "n": -(1 << 63),
         "f": 1.5e300,
     }
+
+
+# --- engine errors ----------------------------------------------------------------------------
+
+PYDANTIC = (
+    "1 validation error:\n  {'type': 'bool_parsing', 'loc': ('body', 'logprobs'), 'msg': 'Input should be a valid "
+    "boolean, unable to interpret input', 'input': 'xxxxxxxx'}\n    For further information visit "
+    "https://errors.pydantic.dev/2.12/v/bool_parsing"
+)
+
+
+def _vllm(message: str, param: str | None = None, code: int = 400) -> bytes:
+    return json.dumps({"error": {"message": message, "type": "BadRequestError", "param": param, "code": code}}).encode()
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "expected"),
+    [
+        (
+            400,
+            _vllm("temperature must be non-negative, got -1.0.", "temperature"),
+            (400, "invalid_value", "temperature", "temperature must be non-negative, got -1.0."),
+        ),
+        (
+            400,
+            _vllm(PYDANTIC, "body.logprobs"),
+            (400, "invalid_value", "logprobs", "logprobs: Input should be a valid boolean, unable to interpret input"),
+        ),
+        (
+            400,
+            _vllm("This model's maximum context length is 4096 tokens. However, you requested 5000 tokens."),
+            (400, "context_length_exceeded", None, None),
+        ),
+        (
+            400,
+            _vllm("could not fetch http://127.0.0.1:8001/x from 10.0.3.7:9000 for /models/qwen-local"),
+            (400, "invalid_value", None, "could not fetch the engine from the engine for the model"),
+        ),
+        (422, b'{"detail": "Unprocessable"}', (400, "invalid_value", None, "Unprocessable")),
+        (404, b'{"detail": "Not Found"}', (404, "not_found", None, "Not Found")),
+        (400, b"not json", (400, "invalid_value", None, "The engine rejected the request (HTTP 400).")),
+        (500, _vllm("Traceback (most recent call last): ...", code=500), (502, "engine_error", None, None)),
+        (401, _vllm("bad key for pool", code=401), (502, "engine_error", None, None)),
+    ],
+    ids=["plain", "pydantic", "context", "addresses", "fastapi", "not-found", "not-json", "crash", "pool-auth"],
+)
+def test_engine_errors_are_mapped(status: int, body: bytes, expected: tuple[int, str, str | None, str | None]) -> None:
+    error = engine_error(status, body, hide=("/models/qwen-local",))
+    want_status, want_code, want_param, want_message = expected
+    assert (error.status, error.code, error.param) == (want_status, want_code, want_param)
+    assert isinstance(error.envelope()["error"]["code"], str)
+    if want_message is not None:
+        assert error.message == want_message
+    assert "127.0.0.1" not in error.message
+    assert "pydantic" not in error.message
+    assert "Traceback" not in error.message
+    assert len(error.message) <= 300
+
+
+def test_a_long_engine_message_is_cut() -> None:
+    assert len(engine_error(400, _vllm("x " * 5000)).message) == 300
 
 
 # --- a 500 carries its request id ---------------------------------------------------------------
