@@ -44,7 +44,6 @@ from service.ratelimit import RateLimitDecision, RateLimiter, estimate_tokens, r
 
 log = logging.getLogger("service.features")
 
-ANONYMOUS_KEY = "anonymous"  # the rate-limit identity when auth is disabled
 _METRICS_PREFIX = "llm_gateway"
 
 
@@ -151,7 +150,7 @@ class FeatureChain:
             deadline_s = request_deadline(headers, self.settings.fallback)
         except InvalidTimeoutHeaderError as exc:
             raise ApiError(400, str(exc), param=exc.header, code="invalid_header") from None
-        api_key = _bearer(headers.get("authorization")) or ANONYMOUS_KEY
+        api_key = prepared.api_key
         payload = prepared.payload
         reserved = estimate_tokens(payload, self.max_tokens_cap)
         limit = await self._admit(api_key, reserved)
@@ -278,13 +277,6 @@ class FeatureChain:
         body = json.dumps(listing, separators=(",", ":")).encode()
         headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-length", "content-type")}
         return Response(body, status_code=200, media_type="application/json", headers=headers)
-
-
-def _bearer(authorization: str | None) -> str | None:
-    if not authorization:
-        return None
-    scheme, _, token = authorization.partition(" ")
-    return token.strip() or None if scheme.lower() == "bearer" else None
 
 
 async def _first_byte(call: Awaitable[Response]) -> Response:

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from service.auth import ApiKeyAuth
+from service.auth import ANONYMOUS_KEY, ApiKeyAuth
 from service.drain import DrainController
 from service.engine_client import EngineClient, EngineUnavailableError, forwardable_headers
 from service.errors import ApiError, engine_error
@@ -69,6 +69,7 @@ class PreparedRequest:
     # The gateway added stream_options.include_usage for its token metrics: strip that chunk.
     strip_usage: bool = False
     started: float = field(default_factory=time.perf_counter)
+    api_key: str = ANONYMOUS_KEY  # the caller's identity (its key), for rate limits and the cache scope
 
 
 class AdmissionPolicy(Protocol):
@@ -120,8 +121,8 @@ class Gateway:
     async def handle(self, request: Request, route: Route, request_id: str) -> Response:
         try:
             self._gate()
-            self.auth.check(request.headers.get("authorization"))
-            prepared = PreparedRequest(route=route, request_id=request_id)
+            api_key = self.auth.check(request.headers.get("authorization"))
+            prepared = PreparedRequest(route=route, request_id=request_id, api_key=api_key)
             if route.schema is not None:
                 self._prepare(await self._read_body(request), prepared)
             for policy in self.policies:

@@ -3,7 +3,8 @@ on an instance found, each closed and checked here."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import httpx
 import openai
@@ -119,3 +120,19 @@ def test_models_show_the_id_not_the_local_path(general: Gateway) -> None:
     assert response.status_code == 200
     assert str(TINY_MODEL) not in response.text
     assert [(model["id"], model["root"]) for model in response.json()["data"]] == [(SERVED, SERVED)]
+
+
+def test_the_key_file_format(attach: Callable[..., Gateway], tmp_path: Path) -> None:
+    """UTF-8 with or without a byte-order mark; `#` comments, on a line of their own or after a key."""
+    keys = tmp_path / "keys.txt"
+    keys.write_bytes("\ufeffsk-first-key   # the ops team\n\n  # retired: sk-old\nsk-second-key#bots\n".encode())
+    gateway = attach("--api-keys-file", str(keys), name="key-file")
+    gateway.wait_ready(120)
+
+    def status(authorization: bytes) -> int:
+        headers = {"authorization": b"Bearer " + authorization}
+        return httpx.get(gateway.url + "/v1/models", headers=headers, timeout=10).status_code
+
+    assert [status(b"sk-first-key"), status(b"sk-second-key")] == [200, 200]
+    refused = [b"sk-first-key   # the ops team", b"sk-old", "\ufeffsk-first-key".encode(), API_KEY.encode()]
+    assert [status(key) for key in refused] == [401] * len(refused)
