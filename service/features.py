@@ -40,7 +40,7 @@ from service.intent import request_text
 from service.language import LanguageCounter, detect_language, with_language_instruction
 from service.pools import MODEL_USED_HEADER, ModelNotFoundError, PoolRouter, RouteDecision
 from service.proxy import CHAT, MODELS, Forward, PreparedRequest
-from service.ratelimit import RateLimitDecision, RateLimiter, estimate_tokens, rate_limiter_from_settings
+from service.ratelimit import RateLimitDecision, RateLimiter, estimate_tokens, key_id, rate_limiter_from_settings
 
 log = logging.getLogger("service.features")
 
@@ -161,7 +161,8 @@ class FeatureChain:
             extra[MODEL_USED_HEADER] = decision.model
             self._apply_language(prepared)
             endpoint: Endpoint = "chat" if prepared.route is CHAT else "completions"
-            policy = cache_policy(endpoint, payload, headers, self.settings.cache)
+            scope = key_id(api_key) if self.settings.cache.scope == "key" else None
+            policy = cache_policy(endpoint, payload, headers, self.settings.cache, scope=scope)
             prepared.body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
             if policy.lookup and policy.key is not None:
                 cached = await self.cache.get(policy.key)
@@ -172,7 +173,8 @@ class FeatureChain:
                 outcome = await run_with_fallback(
                     _first_byte(forward(engine, prepared)),
                     deadline_s=deadline_s,
-                    cache=self.cache if policy.cacheable else None,
+                    # A request that skipped the lookup (no-cache, no-store) gets no cached answer.
+                    cache=self.cache if policy.lookup else None,
                     key=policy.key,
                 )
             except RequestTimeoutError as exc:

@@ -122,6 +122,60 @@ def test_models_show_the_id_not_the_local_path(general: Gateway) -> None:
     assert [(model["id"], model["root"]) for model in response.json()["data"]] == [(SERVED, SERVED)]
 
 
+LONG_TOKENS = 400
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"cache-control": "no-store"},
+        {"cache-control": "no-cache"},
+        {"cache-control": "max-age=0"},
+        {"pragma": "no-cache"},
+    ],
+    ids=["no-store", "no-cache", "max-age-0", "pragma"],
+)
+def test_the_deadline_fallback_honours_cache_directives(general: Gateway, headers: dict[str, str]) -> None:
+    client = client_for(general)
+    body = {
+        "model": SERVED,
+        "messages": [{"role": "user", "content": "A long answer, cached, but not for everyone."}],
+        "temperature": 0,
+        "max_tokens": LONG_TOKENS,
+    }
+    stored = client.chat.completions.create(**body, extra_body={"ignore_eos": True})  # type: ignore[call-overload]
+    assert stored.usage is not None
+    assert stored.usage.completion_tokens == LONG_TOKENS
+    with pytest.raises(openai.InternalServerError) as err:
+        client.chat.completions.create(  # type: ignore[call-overload]
+            **body, extra_body={"ignore_eos": True}, extra_headers={**headers, "x-request-timeout": "0.1"}
+        )
+    assert err.value.status_code == 504
+    assert err.value.response.json()["error"]["code"] == "timeout"
+
+
+def test_the_cache_is_per_key_by_default(general: Gateway) -> None:
+    body = {
+        "model": SERVED,
+        "messages": [{"role": "user", "content": "Mine alone."}],
+        "temperature": 0,
+        "max_tokens": 4,
+    }
+    first = client_for(general).chat.completions.with_raw_response.create(**body)  # type: ignore[call-overload]
+    other = client_for(general, OTHER_KEY).chat.completions.with_raw_response.create(**body)  # type: ignore[call-overload]
+    again = client_for(general).chat.completions.with_raw_response.create(**body)  # type: ignore[call-overload]
+    assert (first.headers["x-cache"], other.headers["x-cache"], again.headers["x-cache"]) == ("miss", "miss", "hit")
+
+
+def test_a_shared_cache_serves_every_key(engine_url: str, tmp_path: Path) -> None:
+    env = feature_env(cache__scope="shared")
+    with feature_gateway(tmp_path, engine_url, "--api-keys", OTHER_KEY, name="shared", env=env) as gateway:
+        body = {"model": SERVED, "messages": [{"role": "user", "content": "Ours."}], "temperature": 0, "max_tokens": 4}
+        first = client_for(gateway).chat.completions.with_raw_response.create(**body)  # type: ignore[call-overload]
+        other = client_for(gateway, OTHER_KEY).chat.completions.with_raw_response.create(**body)  # type: ignore[call-overload]
+        assert (first.headers["x-cache"], other.headers["x-cache"]) == ("miss", "hit")
+
+
 def test_the_key_file_format(attach: Callable[..., Gateway], tmp_path: Path) -> None:
     """UTF-8 with or without a byte-order mark; `#` comments, on a line of their own or after a key."""
     keys = tmp_path / "keys.txt"
