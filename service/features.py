@@ -13,10 +13,11 @@ endpoint behind an `HttpEngineClient` with its own timeouts.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Coroutine, Iterator, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -41,6 +42,7 @@ from service.language import LanguageCounter, detect_language, with_language_ins
 from service.pools import MODEL_USED_HEADER, ModelNotFoundError, PoolRouter, RouteDecision
 from service.proxy import CHAT, MODELS, Forward, PreparedRequest
 from service.ratelimit import RateLimitDecision, RateLimiter, estimate_tokens, key_id, rate_limiter_from_settings
+from service.relay import StreamEnd, StreamRelay
 
 log = logging.getLogger("service.features")
 
@@ -123,6 +125,7 @@ class FeatureChain:
         )
         self.languages = LanguageCounter(registry, namespace=_METRICS_PREFIX)
         self.metrics = _FeatureMetrics(registry, self.cache)
+        self._settling: set[asyncio.Task[None]] = set()  # streams' settlements, run as they end
 
     @property
     def accepted_models(self) -> frozenset[str]:
@@ -130,6 +133,8 @@ class FeatureChain:
         return frozenset(self.router.model_names)
 
     async def aclose(self) -> None:
+        if self._settling:
+            await asyncio.gather(*self._settling, return_exceptions=True)
         await self.cache.aclose()
         if self.limiter is not None:
             await self.limiter.aclose()
@@ -152,7 +157,8 @@ class FeatureChain:
             raise ApiError(400, str(exc), param=exc.header, code="invalid_header") from None
         api_key = prepared.api_key
         payload = prepared.payload
-        reserved = estimate_tokens(payload, self.max_tokens_cap)
+        endpoint: Endpoint = "chat" if prepared.route is CHAT else "completions"
+        reserved = estimate_tokens(payload, self.max_tokens_cap, endpoint=endpoint)
         limit = await self._admit(api_key, reserved)
         extra = limit.headers() if limit is not None else {}
         used = 0  # tokens the engine spent on this request (what the bucket keeps)
@@ -160,7 +166,6 @@ class FeatureChain:
             decision = self._route(payload)
             extra[MODEL_USED_HEADER] = decision.model
             self._apply_language(prepared)
-            endpoint: Endpoint = "chat" if prepared.route is CHAT else "completions"
             scope = key_id(api_key) if self.settings.cache.scope == "key" else None
             policy = cache_policy(endpoint, payload, headers, self.settings.cache, scope=scope)
             prepared.body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
@@ -169,6 +174,8 @@ class FeatureChain:
                 if cached is not None:
                     return self._from_cache(cached, prepared, CacheStatus.HIT, extra)
             engine = self.engines[decision.pool.name]
+            if limit is not None and prepared.stream:
+                prepared.on_stream_end = self._stream_settlement(api_key, reserved)
             try:
                 outcome = await run_with_fallback(
                     _first_byte(forward(engine, prepared)),
@@ -185,8 +192,8 @@ class FeatureChain:
                 return self._from_cache(outcome.cached, prepared, CacheStatus.FALLBACK, extra)
             response = outcome.value
             assert response is not None
-            if isinstance(response, StreamingResponse):
-                used = reserved  # a stream's usage is not seen here: its reservation stands
+            if isinstance(response, StreamRelay):
+                used = reserved  # settled when the stream ends (prepared.on_stream_end)
             elif response.status_code == 200:
                 used = await self._store(response, policy.key if policy.store else None)
             response.headers.update({CACHE_HEADER: CacheStatus.MISS.value, **extra})
@@ -194,6 +201,23 @@ class FeatureChain:
         finally:
             if limit is not None and used != reserved:
                 await self._settle(api_key, reserved, used)
+
+    def _stream_settlement(self, api_key: str, reserved: int) -> StreamEnd:
+        """What a stream is charged when it ends: the engine's total when it ran to its end,
+        else (cut by the client, the time limit, a failure) its whole reservation."""
+
+        def ended(usage: dict[str, Any] | None, completed: bool) -> None:
+            total = usage.get("total_tokens") if usage is not None else None
+            used = total if completed and isinstance(total, int) and total >= 0 else reserved
+            if used != reserved:
+                self._spawn(self._settle(api_key, reserved, used))
+
+        return ended
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
 
     async def _admit(self, api_key: str, tokens: int) -> RateLimitDecision | None:
         if self.limiter is None:
@@ -260,7 +284,7 @@ class FeatureChain:
         and the routing aliases."""
         pool = next((p for p in self.router.pools if p.url is None), self.router.pools[0])
         response = await forward(self.engines[pool.name], prepared)
-        if response.status_code != 200 or isinstance(response, StreamingResponse):
+        if response.status_code != 200 or isinstance(response, StreamRelay):
             return response
         try:
             listing = json.loads(bytes(response.body))

@@ -98,6 +98,14 @@ class _GenerationRequest(_Lenient):
     max_tokens: StrictInt | None = Field(default=None, ge=1)
     max_completion_tokens: StrictInt | None = Field(default=None, ge=1)
     n: StrictInt | None = Field(default=None, ge=1)
+    best_of: StrictInt | None = Field(default=None, ge=1)
+
+    def sequences(self) -> int:
+        """Sequences the engine generates for this request: n (or best_of) per prompt."""
+        return max(self.n or 1, self.best_of or 1) * self.prompt_count()
+
+    def prompt_count(self) -> int:
+        return 1
 
 
 class ChatCompletionRequest(_GenerationRequest):
@@ -118,6 +126,12 @@ class ChatCompletionRequest(_GenerationRequest):
 
 class CompletionRequest(_GenerationRequest):
     prompt: StrictStr | list[StrictStr] | list[StrictInt] | list[list[StrictInt]]
+
+    def prompt_count(self) -> int:
+        """A batch (a list of strings, or of token-id lists) is one generation per prompt."""
+        if isinstance(self.prompt, str) or not self.prompt or isinstance(self.prompt[0], int):
+            return 1
+        return len(self.prompt)
 
     def prompt_chars(self) -> int:
         if isinstance(self.prompt, str):

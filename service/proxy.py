@@ -34,7 +34,7 @@ from service.protocol import (
     first_error,
     parse_json_object,
 )
-from service.relay import PassthroughResponse, StreamRelay, UsageTap, usage_in
+from service.relay import PassthroughResponse, StreamEnd, StreamRelay, UsageTap, usage_in
 from service.settings import ServiceSettings
 from service.upstream import UpstreamError
 
@@ -70,6 +70,8 @@ class PreparedRequest:
     strip_usage: bool = False
     started: float = field(default_factory=time.perf_counter)
     api_key: str = ANONYMOUS_KEY  # the caller's identity (its key), for rate limits and the cache scope
+    # Told how a relayed stream ended: (the engine's usage or None, ran to its end).
+    on_stream_end: StreamEnd | None = None
 
 
 class AdmissionPolicy(Protocol):
@@ -169,6 +171,16 @@ class Gateway:
             value = getattr(parsed, name)
             if value is not None and value > cap:
                 raise ApiError(400, f"{name} is {value}; the maximum is {cap}.", param=name, code="max_tokens_exceeded")
+        if parsed.sequences() > settings.max_n:
+            param = "best_of" if (parsed.best_of or 0) > (parsed.n or 1) else "n"
+            batch = f" for each of {parsed.prompt_count()} prompts" if parsed.prompt_count() > 1 else ""
+            raise ApiError(
+                400,
+                f"The request asks for {parsed.sequences()} sequences ({param}={getattr(parsed, param) or 1}{batch}); "
+                f"the maximum is {settings.max_n}.",
+                param=param,
+                code="invalid_value",
+            )
         if parsed.prompt_chars() > settings.max_prompt_chars:
             raise ApiError(
                 400,
@@ -176,12 +188,18 @@ class Gateway:
                 param="messages" if route is CHAT else "prompt",
                 code="context_length_exceeded",
             )
-        if parsed.max_tokens is None and parsed.max_completion_tokens is None:
+        if route is COMPLETIONS:
+            # vLLM's completions obey only max_tokens: the client's max_completion_tokens, else the cap.
+            if parsed.max_tokens is None:
+                payload["max_tokens"] = parsed.max_completion_tokens or cap
+        elif parsed.max_tokens is None and parsed.max_completion_tokens is None:
             payload["max_tokens"] = cap  # the cap also bounds requests that leave it open
         prepared.stream = bool(parsed.stream)
         if prepared.stream and not (parsed.stream_options and parsed.stream_options.include_usage):
             options = dict(payload.get("stream_options") or {})
             options["include_usage"] = True
+            # Without include_usage the engine ignores continuous_usage_stats: keep it that way.
+            options.pop("continuous_usage_stats", None)
             payload["stream_options"] = options
             prepared.strip_usage = True
         prepared.payload = payload
@@ -219,14 +237,7 @@ class Gateway:
             raise ApiError(502, "The engine failed to answer.", code="engine_unavailable") from exc
         headers = forwardable_headers(upstream.raw_headers)
         if prepared.stream and upstream.status_code == 200:
-            started = prepared.started
-            ttft = self.metrics.time_to_first_token.labels(route.path)
-            return StreamRelay(
-                upstream,
-                headers,
-                tap=UsageTap(lambda usage: self._observe_tokens(route, usage), strip=prepared.strip_usage),
-                on_first_piece=lambda: ttft.observe(time.perf_counter() - started),
-            )
+            return self._relay(upstream, headers, prepared)
         try:
             body = await upstream.aread()
         except UpstreamError as exc:
@@ -245,6 +256,25 @@ class Gateway:
             if usage is not None:
                 self._observe_tokens(route, usage)
         return PassthroughResponse(body, upstream.status_code, headers)
+
+    def _relay(self, upstream: Any, headers: list[tuple[bytes, bytes]], prepared: PreparedRequest) -> StreamRelay:
+        route, started = prepared.route, prepared.started
+        ttft = self.metrics.time_to_first_token.labels(route.path)
+        on_stream_end = prepared.on_stream_end
+
+        def ended(usage: dict[str, Any] | None, completed: bool) -> None:
+            if usage is not None:
+                self._observe_tokens(route, usage)
+            if on_stream_end is not None:
+                on_stream_end(usage, completed)
+
+        return StreamRelay(
+            upstream,
+            headers,
+            tap=UsageTap(strip=prepared.strip_usage),
+            on_first_piece=lambda: ttft.observe(time.perf_counter() - started),
+            on_end=ended,
+        )
 
     def _observe_tokens(self, route: Route, usage: dict[str, Any]) -> None:
         prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")

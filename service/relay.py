@@ -2,10 +2,11 @@
 
 `StreamRelay` sends each piece the engine delivered with one `send` call: no per-event JSON,
 no task group, no generator layers. Per piece it does two cheap byte checks (does the piece end
-on an SSE event boundary; does it hold the `"usage":` key). Only the event that carries a usage
-object (the last before `[DONE]`) is parsed, for the token metrics, and
-dropped when the gateway asked for it on the client's behalf. A watcher on `receive` aborts the
-engine request when the client goes away, so the engine stops generating for nobody.
+on an SSE event boundary; does it hold the `"usage":` key). Only events that carry a usage
+object are parsed: the total (the last before `[DONE]`) is counted once, when the stream ends,
+for the token metrics and the rate limiter, and dropped when the gateway asked for it on the
+client's behalf. A watcher on `receive` aborts the engine request when the client goes away,
+so the engine stops generating for nobody.
 """
 
 from __future__ import annotations
@@ -28,8 +29,6 @@ _USAGE_KEY = b'"usage":'
 _EVENT_END = b"\n\n"
 _DECODER = json.JSONDecoder()
 
-UsageSink = Callable[[dict[str, Any]], None]
-
 
 def usage_in(data: bytes) -> dict[str, Any] | None:
     """The last `"usage": {...}` object in an engine body, parsed on its own (not the whole body).
@@ -46,16 +45,31 @@ def usage_in(data: bytes) -> dict[str, Any] | None:
 
 
 class UsageTap:
-    """Finds the usage event in an SSE byte stream without parsing the other events.
+    """Finds the usage events in an SSE byte stream without parsing the other events.
+
+    The engine's request total is the usage-only event (no choices) before `[DONE]`; with
+    `stream_options.continuous_usage_stats` every other event carries a running count too,
+    so the tap keeps the last of each kind (`usage`) instead of adding them up. The total is
+    dropped when the gateway asked for it on the client's behalf (`strip`).
 
     A piece that ends inside an event keeps its incomplete tail back until the rest arrives, so
     the marker is never missed across a split (the engine writes whole events; this is rare).
     """
 
-    def __init__(self, sink: UsageSink, *, strip: bool) -> None:
-        self._sink = sink
+    def __init__(self, *, strip: bool) -> None:
         self._strip = strip
         self._pending = b""
+        self._total: dict[str, Any] | None = None
+        self._running: dict[str, Any] | None = None
+
+    @property
+    def usage(self) -> dict[str, Any] | None:
+        """The request's usage: the engine's total, else the last running count seen."""
+        return self._total if self._total is not None else self._running
+
+    @property
+    def has_total(self) -> bool:
+        return self._total is not None
 
     def __call__(self, piece: bytes) -> bytes:
         if self._pending:
@@ -85,12 +99,18 @@ class UsageTap:
                     data = None
                 usage = data.get("usage") if isinstance(data, dict) else None
                 if isinstance(usage, dict):
-                    self._sink(usage)
-                    # The usage-only event (no choices) the gateway asked for on the client's behalf.
-                    if self._strip and data.get("choices") == []:
-                        continue
+                    assert isinstance(data, dict)
+                    if data.get("choices") == []:  # the total, after the last choice event
+                        self._total = usage
+                        if self._strip:  # asked for on the client's behalf
+                            continue
+                    else:
+                        self._running = usage
             kept.append(event + _EVENT_END)
         return b"".join(kept)
+
+
+StreamEnd = Callable[[dict[str, Any] | None, bool], None]
 
 
 class PassthroughResponse(Response):
@@ -103,7 +123,11 @@ class PassthroughResponse(Response):
 
 
 class StreamRelay(Response):
-    """A streamed engine answer relayed piece by piece; one ASGI `send` per piece."""
+    """A streamed engine answer relayed piece by piece; one ASGI `send` per piece.
+
+    `on_end(usage, completed)` runs once when the relay stops: the engine's usage (None when
+    none came) and whether the stream ran to its end (False: the client left or the engine
+    failed)."""
 
     def __init__(
         self,
@@ -112,40 +136,50 @@ class StreamRelay(Response):
         *,
         tap: UsageTap,
         on_first_piece: Callable[[], None],
+        on_end: StreamEnd,
     ) -> None:
         super().__init__(status_code=upstream.status_code)
         self.raw_headers = list(raw_headers)
         self._upstream = upstream
         self._tap = tap
         self._on_first_piece = on_first_piece
+        self._on_end = on_end
+        self._client_left = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         upstream, tap = self._upstream, self._tap
-        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
-        watcher = asyncio.get_running_loop().create_task(self._watch_client(receive))
+        loop = asyncio.get_running_loop()
+        completed = False
         try:
-            piece = await upstream.next_chunk()
-            self._on_first_piece()
-            while piece:
-                piece = tap(piece)
-                if piece:
-                    await send({"type": "http.response.body", "body": piece, "more_body": True})
+            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            watcher = loop.create_task(self._watch_client(receive))
+            try:
                 piece = await upstream.next_chunk()
-            piece = tap.flush()
-        except UpstreamError as exc:
-            # The status line is gone: tell the client in-band (the openai SDK raises on an error event).
-            log.warning("engine stream broke", extra={"error": str(exc)})
-            error = error_envelope(502, f"Upstream engine stream broke: {exc}.", code="engine_unavailable")
-            piece = tap.flush() + b"data: " + json.dumps(error).encode() + _EVENT_END
+                self._on_first_piece()
+                while piece:
+                    piece = tap(piece)
+                    if piece:
+                        await send({"type": "http.response.body", "body": piece, "more_body": True})
+                    piece = await upstream.next_chunk()
+                piece = tap.flush()
+                completed = True
+            except UpstreamError as exc:
+                # The status line is gone: tell the client in-band (the openai SDK raises on an error event).
+                log.warning("engine stream broke", extra={"error": str(exc)})
+                error = error_envelope(502, "The engine stream broke.", code="engine_unavailable")
+                piece = tap.flush() + b"data: " + json.dumps(error).encode() + _EVENT_END
+            finally:
+                watcher.cancel()
+                await upstream.aclose()
+            await send({"type": "http.response.body", "body": piece, "more_body": False})
         finally:
-            watcher.cancel()
-            await upstream.aclose()
-        await send({"type": "http.response.body", "body": piece, "more_body": False})
+            self._on_end(tap.usage, completed and not self._client_left)
 
     async def _watch_client(self, receive: Receive) -> None:
         """The request body is read already: the next message is the client's disconnect."""
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
+                self._client_left = True
                 self._upstream.abort("client disconnected")
                 return

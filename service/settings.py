@@ -113,6 +113,11 @@ class ServiceSettings(BaseSettings):
     )
     aws_poll_interval_s: float = Field(default=2.0, gt=0, description="IMDS poll period (detect <= 5 s)")
 
+    # --- abuse resistance: slow clients, per-key admission, bounds on one request's work -----
+    max_n: int = Field(
+        default=16, ge=1, description="most sequences one request may generate: n (or best_of) x prompts (400 above)"
+    )
+
     # --- features: cache, timeout fallback, rate limits, intent routing, languages ----------
     fleet_file: Path | None = Field(
         default=None,

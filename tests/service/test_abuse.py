@@ -3,6 +3,8 @@ on an instance found, each closed and checked here."""
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -11,12 +13,13 @@ import openai
 import pytest
 
 from service.routes import KNOWN_PATHS
-from tests.service.features_helpers import feature_env, feature_gateway
-from tests.service.helpers import API_KEY, METRICS_TOKEN, SERVED, TINY_MODEL, Gateway, metric_value
+from tests.service.features_helpers import feature_env, feature_gateway, gateway_metric
+from tests.service.helpers import API_KEY, METRICS_TOKEN, SERVED, TINY_MODEL, Gateway, metric_value, wait_for
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
 OTHER_KEY = "sk-abuse-other-key"
+TOKENS_PER_MINUTE = 400  # the limited gateway's budget: a few hundred tokens tell a charge from a refund
 
 
 def client_for(gateway: Gateway, key: str = API_KEY, timeout: float = 120) -> openai.OpenAI:
@@ -40,6 +43,67 @@ def general(engine_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         yield gateway
 
 
+@pytest.fixture(scope="module")
+def limited(engine_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """A small tokens-per-minute budget; each test spends it with its own key."""
+    env = feature_env(rate_limit__tokens_per_minute=TOKENS_PER_MINUTE, rate_limit__requests_per_minute=1000)
+    keys = ",".join(f"sk-limited-{name}" for name in ("stream", "cut", "bounds", "batch"))
+    tmp = tmp_path_factory.mktemp("limited")
+    with feature_gateway(tmp, engine_url, "--api-keys", keys, name="limited", env=env) as gateway:
+        yield gateway
+
+
+# --- High: streams are charged what they generate -----------------------------------------
+
+
+def _remaining_tokens(client: openai.OpenAI) -> int:
+    """The key's token bucket after a 1-token request (costs 2: one prompt token, one to generate)."""
+    raw = client.completions.with_raw_response.create(model=SERVED, prompt="x", max_tokens=1)
+    return int(raw.headers["x-ratelimit-remaining-tokens"])
+
+
+def _refill(seconds: float) -> int:
+    return math.ceil(seconds * TOKENS_PER_MINUTE / 60)
+
+
+STREAM_TOKENS = 300
+
+
+def test_a_stream_is_charged_what_it_generated(limited: Gateway) -> None:
+    client = client_for(limited, "sk-limited-stream")
+    raw = client.completions.with_raw_response.create(
+        model=SERVED, prompt="stream me", max_tokens=STREAM_TOKENS, stream=True, extra_body={"ignore_eos": True}
+    )
+    started = time.monotonic()
+    after_reservation = int(raw.headers["x-ratelimit-remaining-tokens"])
+    chunks = list(raw.parse())
+    assert chunks[-1].choices[0].finish_reason == "length"
+    left = _remaining_tokens(client)
+    # Charged: the bucket is where the reservation left it, plus what a minute's rate refilled
+    # meanwhile (and the prompt estimate's error). Refunded, it would hold STREAM_TOKENS more.
+    bound = after_reservation + _refill(time.monotonic() - started) + 8
+    assert bound < TOKENS_PER_MINUTE - 50, f"too slow for this check to tell a charge from a refund: {bound}"
+    assert left <= bound, f"the stream was not charged: {left} tokens left, at most {bound} expected"
+
+
+def test_a_stream_cut_by_its_client_keeps_its_reservation(limited: Gateway) -> None:
+    client = client_for(limited, "sk-limited-cut")
+    body = {"model": SERVED, "prompt": "cut me", "max_tokens": STREAM_TOKENS, "stream": True, "ignore_eos": True}
+    with (
+        httpx.Client(base_url=limited.url, headers=auth("sk-limited-cut"), timeout=60) as http,
+        http.stream("POST", "/v1/completions", json=body) as response,
+    ):
+        assert response.status_code == 200
+        started = time.monotonic()
+        after_reservation = int(response.headers["x-ratelimit-remaining-tokens"])
+        next(response.iter_raw())  # generating; now leave
+    wait_for(lambda: limited.health().json()["in_flight"] == 0, 30, "the gateway to drop the stream")
+    left = _remaining_tokens(client)
+    bound = after_reservation + _refill(time.monotonic() - started) + 2
+    assert bound < TOKENS_PER_MINUTE - 50, f"too slow for this check to tell a charge from a refund: {bound}"
+    assert left <= bound, f"leaving mid-stream refunded the reservation: {left} tokens left, at most {bound}"
+
+
 # --- High: metric labels come from a fixed set --------------------------------------------
 
 
@@ -57,6 +121,45 @@ def test_unknown_paths_share_one_metric_label(general: Gateway) -> None:
     }
     assert routes <= KNOWN_PATHS | {"other"}, sorted(routes - KNOWN_PATHS)[:5]
     assert metric_value(text, "llm_gateway_request_duration_seconds_count", route="other") >= 450
+
+
+# --- Medium: the estimate reads what the engine obeys; n is capped and charged ------------
+
+
+def test_completions_are_estimated_by_the_max_tokens_the_engine_obeys(limited: Gateway) -> None:
+    client = client_for(limited, "sk-limited-bounds")
+    with pytest.raises(openai.RateLimitError) as err:
+        # vLLM's completions ignore max_completion_tokens: 450 tokens, more than a minute's budget.
+        client.completions.create(model=SERVED, prompt="x", max_tokens=450, extra_body={"max_completion_tokens": 1})
+    assert err.value.response.json()["error"]["code"] == "request_too_large"
+    # The client's max_completion_tokens alone bounds a completion (the engine's default would not).
+    answer = client.completions.create(
+        model=SERVED, prompt="x", extra_body={"max_completion_tokens": 3, "ignore_eos": True}
+    )
+    assert answer.usage is not None
+    assert answer.usage.completion_tokens == 3
+
+
+def test_a_prompt_batch_is_charged_per_prompt(limited: Gateway) -> None:
+    client = client_for(limited, "sk-limited-batch")
+    with pytest.raises(openai.RateLimitError) as err:
+        client.completions.create(model=SERVED, prompt=["a", "b", "c", "d"], max_tokens=120)
+    assert err.value.response.json()["error"]["code"] == "request_too_large"
+
+
+@pytest.mark.parametrize(
+    ("extra", "prompt", "message"),
+    [
+        ({"n": 17}, "x", "asks for 17 sequences (n=17); the maximum is 16"),
+        ({"n": 5}, ["a", "b", "c", "d"], "asks for 20 sequences (n=5 for each of 4 prompts)"),
+        ({"best_of": 20}, "x", "asks for 20 sequences (best_of=20)"),
+    ],
+)
+def test_n_is_capped(general: Gateway, extra: dict[str, int], prompt: str | list[str], message: str) -> None:
+    with pytest.raises(openai.BadRequestError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        client_for(general).completions.create(model=SERVED, prompt=prompt, max_tokens=1, extra_body=extra)
+    answer = client_for(general).completions.create(model=SERVED, prompt="x", max_tokens=1, n=16)
+    assert len(answer.choices) == 16
 
 
 # --- Low: pathological JSON, engine errors, redirects, models, usage, cache headers -------
@@ -120,6 +223,28 @@ def test_models_show_the_id_not_the_local_path(general: Gateway) -> None:
     assert response.status_code == 200
     assert str(TINY_MODEL) not in response.text
     assert [(model["id"], model["root"]) for model in response.json()["data"]] == [(SERVED, SERVED)]
+
+
+def test_continuous_usage_stats_are_counted_once(general: Gateway) -> None:
+    before = gateway_metric(general, "llm_gateway_completion_tokens_total", route="/v1/completions")
+    prompt_before = gateway_metric(general, "llm_gateway_prompt_tokens_total", route="/v1/completions")
+    events = list(
+        client_for(general).completions.create(
+            model=SERVED,
+            prompt="count me once",
+            max_tokens=12,
+            stream=True,
+            stream_options={"include_usage": True, "continuous_usage_stats": True},  # type: ignore[typeddict-unknown-key]
+            extra_body={"ignore_eos": True},
+        )
+    )
+    assert sum(1 for event in events if event.usage is not None) > 2  # a running count on every event
+    usage = events[-1].usage
+    assert usage is not None
+    assert usage.completion_tokens == 12
+    completion = gateway_metric(general, "llm_gateway_completion_tokens_total", route="/v1/completions") - before
+    prompt = gateway_metric(general, "llm_gateway_prompt_tokens_total", route="/v1/completions") - prompt_before
+    assert (completion, prompt) == (12, usage.prompt_tokens)
 
 
 LONG_TOKENS = 400

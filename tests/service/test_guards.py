@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -12,16 +13,23 @@ from contextlib import contextmanager
 import httpx
 import pytest
 import uvicorn
+from prometheus_client import CollectorRegistry
 
 from service.app import create_app
 from service.engine_client import HttpEngineClient
 from service.errors import engine_error
+from service.features import FeatureChain
+from service.features_settings import FeaturesSettings
 from service.logs import JsonFormatter
+from service.pools import PoolRouter
 from service.protocol import (
     MAX_JSON_DEPTH,
+    ChatCompletionRequest,
+    CompletionRequest,
     InvalidJsonError,
     parse_json_object,
 )
+from service.ratelimit import Limits, MemoryRateLimiter
 from service.settings import ServiceSettings
 from service.supervisor import EngineSupervisor
 from service.upstream import UpstreamResponse
@@ -60,6 +68,18 @@ def test_ordinary_json_passes() -> None:
         "n": -(1 << 63),
         "f": 1.5e300,
     }
+
+
+# --- request bounds ---------------------------------------------------------------------------
+
+
+def test_sequences_count_n_best_of_and_prompts() -> None:
+    assert CompletionRequest(model="m", prompt="x", n=3).sequences() == 3
+    assert CompletionRequest(model="m", prompt="x", n=2, best_of=5).sequences() == 5
+    assert CompletionRequest(model="m", prompt=["a", "b"], n=4).sequences() == 8
+    assert CompletionRequest(model="m", prompt=[1, 2, 3]).sequences() == 1
+    assert CompletionRequest(model="m", prompt=[[1], [2], [3]]).sequences() == 3
+    assert ChatCompletionRequest(model="m", messages=[{"role": "user", "content": "x"}], n=6).sequences() == 6
 
 
 # --- engine errors ----------------------------------------------------------------------------
@@ -199,3 +219,29 @@ def test_an_internal_error_is_a_500_with_its_request_id() -> None:
     assert unhandled[0]["request_id"] == "req-500.check"
     assert "a bug in the gateway" in unhandled[0]["exc"]
     assert any(e["msg"] == "request" and e["status"] == 500 and e["request_id"] == "req-500.check" for e in entries)
+
+
+def test_a_stream_is_charged_its_usage_or_its_reservation() -> None:
+    """A stream that ran to its end is charged the engine's total; one that was cut keeps its
+    whole reservation (what the engine generated is unknown). Settlements run as tasks that
+    closing the chain waits for."""
+    settings = FeaturesSettings()
+    router = PoolRouter.from_settings(settings.routing, local_model="tiny")
+    client = HttpEngineClient("http://127.0.0.1:9")
+    chain = FeatureChain(
+        settings, router=router, engines={"local": client}, registry=CollectorRegistry(), max_tokens_cap=100
+    )
+    limiter = MemoryRateLimiter(Limits(100, 1000), clock=lambda: 0.0)  # a clock that never refills
+    chain.limiter = limiter
+
+    async def scenario() -> tuple[int, int]:
+        await limiter.acquire("done", 150)
+        await limiter.acquire("cut", 150)
+        chain._stream_settlement("done", 150)({"total_tokens": 40}, True)
+        chain._stream_settlement("cut", 150)({"total_tokens": 40}, False)
+        await asyncio.gather(*chain._settling)
+        done, cut = await limiter.acquire("done", 0), await limiter.acquire("cut", 0)
+        await client.aclose()
+        return done.remaining_tokens, cut.remaining_tokens
+
+    assert asyncio.run(scenario()) == (1000 - 40, 1000 - 150)
