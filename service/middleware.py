@@ -8,6 +8,8 @@ Metric labels come from a fixed set of known paths (`known_paths`); every other 
 `other`, so no request can create a new time series. An exception that escapes the app is
 answered here, with a 500 in the OpenAI envelope that carries the request id, and logged
 with it (the framework's own handler runs outside this middleware, where neither exists).
+Callbacks registered with `after_response` run once the response is fully sent (a stream
+included), whatever happened.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable, MutableMapping
+from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -26,6 +30,13 @@ log = logging.getLogger("service.access")
 
 REQUEST_ID_HEADER = "x-request-id"
 OTHER_ROUTE = "other"  # the metric label of every path outside the known set
+_AFTER_RESPONSE = "after_response"
+
+
+def after_response(state: MutableMapping[str, Any], callback: Callable[[], None]) -> None:
+    """Run `callback` once the middleware is done with this request (`state`: its scope's
+    "state"), after the last byte of the response or an error."""
+    state.setdefault(_AFTER_RESPONSE, []).append(callback)
 
 
 class InFlight:
@@ -65,7 +76,8 @@ class GatewayMiddleware:
                 incoming = value.decode("latin-1")
                 break
         request_id = request_id_from(incoming)
-        scope.setdefault("state", {})["request_id"] = request_id
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
         token = request_id_var.set(request_id)
         path: str = scope["path"]
         is_api = path in self.api_paths
@@ -98,6 +110,8 @@ class GatewayMiddleware:
                 raise  # the status line is gone; the server closes the connection
         finally:
             elapsed = time.perf_counter() - started
+            for callback in state.pop(_AFTER_RESPONSE, ()):
+                callback()
             if is_api:
                 self.in_flight.count -= 1
                 self.metrics.in_flight.dec()

@@ -1,4 +1,4 @@
-"""The request path: gate, authenticate, read, validate, admit, route, forward.
+"""The request path: gate, authenticate, take the key's slot, read, validate, admit, route, forward.
 
 Every public API request goes through `Gateway.handle`. Features that decide before the
 engine is asked (a response cache, rate limits) are `AdmissionPolicy`s run in order after
@@ -6,10 +6,15 @@ validation; the choice of upstream (intent routing across pools) is `Router`. Bo
 injected, so adding them touches no route and no other step. `RequestFeatures` (the
 feature chain in `service.features`: rate limits, pools, languages, cache, deadline) takes
 over after validation and calls back into `Gateway._forward` for the engine.
+
+What one client can hold is bounded before it can hold much: a key's in-flight slots are
+taken before its body is read (`--max-in-flight-per-key`), and the body must arrive within
+`--body-timeout-s`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -26,7 +31,9 @@ from service.drain import DrainController
 from service.engine_client import EngineClient, EngineUnavailableError, forwardable_headers
 from service.errors import ApiError, engine_error
 from service.health import EngineHealth, EnginePhase
+from service.keyslots import KeySlots
 from service.metrics import GatewayMetrics
+from service.middleware import after_response
 from service.protocol import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -117,16 +124,21 @@ class Gateway:
         self.router: Router = router or (lambda _request: engine)
         self.models = models or frozenset({settings.served_model_name})
         self.features = features
+        self.key_slots = KeySlots(settings.max_in_flight_per_key, retry_after_s=settings.retry_after_s)
         # Strings an engine error must not show a client: where the model lives on disk.
         self._hide = tuple(item for item in (settings.model,) if item and item != settings.served_model_name)
 
     async def handle(self, request: Request, route: Route, request_id: str) -> Response:
+        body_pending = route.schema is not None  # a body the client may still be sending
         try:
             self._gate()
             api_key = self.auth.check(request.headers.get("authorization"))
+            after_response(request.scope.setdefault("state", {}), self.key_slots.acquire(api_key))
             prepared = PreparedRequest(route=route, request_id=request_id, api_key=api_key)
             if route.schema is not None:
-                self._prepare(await self._read_body(request), prepared)
+                body = await self._read_body(request)
+                body_pending = False
+                self._prepare(body, prepared)
             for policy in self.policies:
                 answer = await policy.admit(prepared)
                 if answer is not None:
@@ -135,6 +147,8 @@ class Gateway:
                 return await self.features.handle(request, prepared, self._forward)
             return await self._forward(self.router(prepared), prepared)
         except ApiError as exc:
+            if body_pending:  # the rest of the body would be read as the next request: close instead
+                exc.headers = {**exc.headers, "Connection": "close"}
             return exc.response()
 
     def _gate(self) -> None:
@@ -214,12 +228,18 @@ class Gateway:
             raise too_large
         chunks: list[bytes] = []
         size = 0
+        timeout_s = self.settings.body_timeout_s
         try:
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limit:
-                    raise too_large
-                chunks.append(chunk)
+            async with asyncio.timeout(timeout_s):
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > limit:
+                        raise too_large
+                    chunks.append(chunk)
+        except TimeoutError:
+            raise ApiError(
+                408, f"The request body did not arrive within {timeout_s:g} s.", code="request_timeout"
+            ) from None
         except ClientDisconnect as exc:
             raise ApiError(400, "Client disconnected while sending the body.", code="client_disconnected") from exc
         return b"".join(chunks)

@@ -114,6 +114,15 @@ class ServiceSettings(BaseSettings):
     aws_poll_interval_s: float = Field(default=2.0, gt=0, description="IMDS poll period (detect <= 5 s)")
 
     # --- abuse resistance: slow clients, per-key admission, bounds on one request's work -----
+    header_timeout_s: float = Field(
+        default=10.0, gt=0, description="time a client may take to send a request's headers; then the connection closes"
+    )
+    body_timeout_s: float = Field(
+        default=30.0, gt=0, description="time a client may take to send a request body (408 after)"
+    )
+    max_in_flight_per_key: int = Field(
+        default=128, ge=1, description="API requests one API key may have in flight on this instance (429 above)"
+    )
     max_n: int = Field(
         default=16, ge=1, description="most sequences one request may generate: n (or best_of) x prompts (400 above)"
     )

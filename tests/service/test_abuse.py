@@ -4,6 +4,7 @@ on an instance found, each closed and checked here."""
 from __future__ import annotations
 
 import math
+import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -121,6 +122,73 @@ def test_unknown_paths_share_one_metric_label(general: Gateway) -> None:
     }
     assert routes <= KNOWN_PATHS | {"other"}, sorted(routes - KNOWN_PATHS)[:5]
     assert metric_value(text, "llm_gateway_request_duration_seconds_count", route="other") >= 450
+
+
+# --- High: a slow client holds neither every slot nor a connection for long ---------------
+
+
+@pytest.fixture(scope="module")
+def guarded(engine_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    args = ("--max-in-flight", "4", "--max-in-flight-per-key", "2", "--body-timeout-s", "2", "--header-timeout-s", "1")
+    tmp = tmp_path_factory.mktemp("guarded")
+    with feature_gateway(tmp, engine_url, *args, "--api-keys", OTHER_KEY, name="guarded") as gateway:
+        yield gateway
+
+
+def _slow_body(gateway: Gateway, key: str) -> socket.socket:
+    """A completion that announces 100 kB and sends one byte of it."""
+    sock = socket.create_connection(("127.0.0.1", gateway.port), timeout=15)
+    head = (
+        f"POST /v1/completions HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer {key}\r\n"
+        "content-type: application/json\r\ncontent-length: 100000\r\n\r\n{"
+    )
+    sock.sendall(head.encode())
+    return sock
+
+
+def _answer(sock: socket.socket) -> tuple[int, bytes]:
+    """Status and everything until the server closes the connection (bounded by the socket timeout)."""
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    sock.close()
+    return int(data.split(b" ", 2)[1]) if data else 0, data
+
+
+def test_slow_bodies_of_one_key_leave_the_instance_to_the_others(guarded: Gateway) -> None:
+    slow = [_slow_body(guarded, API_KEY) for _ in range(6)]
+    try:
+        time.sleep(0.5)  # every slow request is in the gateway now
+        other = client_for(guarded, OTHER_KEY).completions.create(model=SERVED, prompt="still served", max_tokens=1)
+        assert other.choices
+        started = time.monotonic()
+        statuses = sorted(_answer(sock)[0] for sock in slow)
+        # Two held their key's slots until the body deadline; the others never got one.
+        assert statuses == [408, 408, 429, 429, 429, 429]
+        assert time.monotonic() - started < 10
+    finally:
+        for sock in slow:
+            sock.close()
+
+
+def test_slow_headers_are_cut_off(guarded: Gateway) -> None:
+    socks = []
+    for _ in range(50):
+        sock = socket.create_connection(("127.0.0.1", guarded.port), timeout=15)
+        sock.sendall(b"GET /v1/models HTTP/1.1\r\nhost: 127.0.0.1\r\n")  # and never the blank line
+        socks.append(sock)
+    started = time.monotonic()
+    answers = [_answer(sock) for sock in socks]
+    assert {status for status, _ in answers} == {408}
+    assert time.monotonic() - started < 10
+    assert b'"code": "request_timeout"' in answers[0][1]
+
+
+def test_a_kept_alive_connection_may_idle_longer_than_the_header_timeout(guarded: Gateway) -> None:
+    with httpx.Client(base_url=guarded.url, headers=auth(), timeout=30) as http:
+        assert http.get("/v1/models").status_code == 200
+        time.sleep(2.5)  # idle between requests is the keep-alive timeout's business
+        assert http.get("/v1/models").status_code == 200
 
 
 # --- Medium: the estimate reads what the engine obeys; n is capped and charged ------------

@@ -17,9 +17,10 @@ from prometheus_client import CollectorRegistry
 
 from service.app import create_app
 from service.engine_client import HttpEngineClient
-from service.errors import engine_error
+from service.errors import ApiError, engine_error
 from service.features import FeatureChain
 from service.features_settings import FeaturesSettings
+from service.keyslots import KeySlots
 from service.logs import JsonFormatter
 from service.pools import PoolRouter
 from service.protocol import (
@@ -80,6 +81,23 @@ def test_sequences_count_n_best_of_and_prompts() -> None:
     assert CompletionRequest(model="m", prompt=[1, 2, 3]).sequences() == 1
     assert CompletionRequest(model="m", prompt=[[1], [2], [3]]).sequences() == 3
     assert ChatCompletionRequest(model="m", messages=[{"role": "user", "content": "x"}], n=6).sequences() == 6
+
+
+# --- per-key slots ----------------------------------------------------------------------------
+
+
+def test_key_slots() -> None:
+    slots = KeySlots(2, retry_after_s=5)
+    first, _second = slots.acquire("a"), slots.acquire("a")
+    with pytest.raises(ApiError) as err:
+        slots.acquire("a")
+    assert (err.value.status, err.value.code, err.value.headers) == (429, "overloaded", {"Retry-After": "5"})
+    slots.acquire("b")  # another key is not affected
+    first()
+    first()  # a second release changes nothing
+    assert slots.held("a") == 1
+    slots.acquire("a")
+    assert slots.held("a") == 2
 
 
 # --- engine errors ----------------------------------------------------------------------------
