@@ -40,7 +40,7 @@ from service.features_settings import FeaturesSettings
 from service.intent import request_text
 from service.language import LanguageCounter, detect_language, with_language_instruction
 from service.pools import MODEL_USED_HEADER, ModelNotFoundError, PoolRouter, RouteDecision
-from service.proxy import CHAT, MODELS, Forward, PreparedRequest
+from service.proxy import CHAT, MODELS, Forward, PreparedRequest, RequestCutError
 from service.ratelimit import RateLimitDecision, RateLimiter, estimate_tokens, key_id, rate_limiter_from_settings
 from service.relay import StreamEnd, StreamRelay
 
@@ -161,7 +161,10 @@ class FeatureChain:
         reserved = estimate_tokens(payload, self.max_tokens_cap, endpoint=endpoint)
         limit = await self._admit(api_key, reserved)
         extra = limit.headers() if limit is not None else {}
-        used = 0  # tokens the engine spent on this request (what the bucket keeps)
+        # Tokens this request is charged: what the engine reported using, 0 when it never ran
+        # (a cache hit, a refusal), the whole reservation when the gateway cut it short (the
+        # deadline, the engine time limit, the client leaving: what it generated is unknown).
+        used = 0
         try:
             decision = self._route(payload)
             extra[MODEL_USED_HEADER] = decision.model
@@ -185,9 +188,14 @@ class FeatureChain:
                     key=policy.key,
                 )
             except RequestTimeoutError as exc:
+                used = reserved
                 self.metrics.deadline.labels("timeout").inc()
                 raise ApiError(504, f"Request timed out: {exc}.", code=exc.code, headers=extra) from None
+            except RequestCutError:
+                used = reserved
+                raise
             if outcome.cached is not None:
+                used = reserved
                 self.metrics.deadline.labels("fallback").inc()
                 return self._from_cache(outcome.cached, prepared, CacheStatus.FALLBACK, extra)
             response = outcome.value

@@ -147,3 +147,32 @@ def first_error(exc: ValidationError) -> tuple[str, str]:
     error = exc.errors(include_url=False)[0]
     param = ".".join(str(part) for part in error["loc"]) or "body"
     return param, f"{param}: {error['msg']}"
+
+
+# Request fields from which the engine builds a grammar (a JSON schema, a regex, a list of
+# choices, an EBNF grammar): vLLM's `structured_outputs` and `response_format`, and the
+# `guided_*` fields that engines before vLLM 0.12 (a remote pool) still obey.
+CONSTRAINT_FIELDS = (
+    "structured_outputs",
+    "response_format",
+    "guided_json",
+    "guided_regex",
+    "guided_choice",
+    "guided_grammar",
+    "guided_whitespace_pattern",
+    "structural_tag",
+)
+
+
+def constraint_sizes(payload: dict[str, Any]) -> dict[str, int]:
+    """Bytes of each structured-output constraint in a request (as compact JSON). Tool
+    definitions count when `tool_choice` forces a call: the engine derives a schema from them."""
+    sizes = {
+        name: len(json.dumps(payload[name], separators=(",", ":"), ensure_ascii=False).encode())
+        for name in CONSTRAINT_FIELDS
+        if payload.get(name) is not None
+    }
+    tool_choice = payload.get("tool_choice")
+    if payload.get("tools") and (tool_choice == "required" or isinstance(tool_choice, dict)):
+        sizes["tools"] = len(json.dumps(payload["tools"], separators=(",", ":"), ensure_ascii=False).encode())
+    return sizes

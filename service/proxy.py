@@ -8,23 +8,26 @@ feature chain in `service.features`: rate limits, pools, languages, cache, deadl
 over after validation and calls back into `Gateway._forward` for the engine.
 
 What one client can hold is bounded before it can hold much: a key's in-flight slots are
-taken before its body is read (`--max-in-flight-per-key`), and the body must arrive within
-`--body-timeout-s`.
+taken before its body is read (`--max-in-flight-per-key`), the body must arrive within
+`--body-timeout-s`, and one engine request (a stream too) may run `--engine-time-limit-s`.
+A client that leaves while its answer is generated has the engine request aborted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
+from starlette.types import Receive
 
 from service.auth import ANONYMOUS_KEY, ApiKeyAuth
 from service.drain import DrainController
@@ -38,12 +41,15 @@ from service.protocol import (
     ChatCompletionRequest,
     CompletionRequest,
     InvalidJsonError,
+    constraint_sizes,
     first_error,
     parse_json_object,
 )
-from service.relay import PassthroughResponse, StreamEnd, StreamRelay, UsageTap, usage_in
+from service.relay import TIME_LIMIT_CODE, PassthroughResponse, StreamEnd, StreamRelay, UsageTap, usage_in
 from service.settings import ServiceSettings
 from service.upstream import UpstreamError
+
+T = TypeVar("T")
 
 log = logging.getLogger("service.proxy")
 
@@ -77,8 +83,15 @@ class PreparedRequest:
     strip_usage: bool = False
     started: float = field(default_factory=time.perf_counter)
     api_key: str = ANONYMOUS_KEY  # the caller's identity (its key), for rate limits and the cache scope
+    # The client's side of the connection: a disconnect while the engine works aborts it.
+    receive: Receive | None = None
     # Told how a relayed stream ended: (the engine's usage or None, ran to its end).
     on_stream_end: StreamEnd | None = None
+
+
+class RequestCutError(ApiError):
+    """The gateway stopped a request the engine had started on: the client left (499) or
+    the engine time limit passed (504). What the engine generated is unknown."""
 
 
 class AdmissionPolicy(Protocol):
@@ -134,7 +147,7 @@ class Gateway:
             self._gate()
             api_key = self.auth.check(request.headers.get("authorization"))
             after_response(request.scope.setdefault("state", {}), self.key_slots.acquire(api_key))
-            prepared = PreparedRequest(route=route, request_id=request_id, api_key=api_key)
+            prepared = PreparedRequest(route=route, request_id=request_id, api_key=api_key, receive=request.receive)
             if route.schema is not None:
                 body = await self._read_body(request)
                 body_pending = False
@@ -202,6 +215,16 @@ class Gateway:
                 param="messages" if route is CHAT else "prompt",
                 code="context_length_exceeded",
             )
+        constraints = constraint_sizes(payload)
+        if sum(constraints.values()) > settings.max_constraint_bytes:
+            name = max(constraints, key=constraints.__getitem__)
+            raise ApiError(
+                400,
+                f"Structured-output constraints are {sum(constraints.values())} bytes ({name}: {constraints[name]}); "
+                f"the maximum is {settings.max_constraint_bytes}.",
+                param=name,
+                code="constraint_too_large",
+            )
         if route is COMPLETIONS:
             # vLLM's completions obey only max_tokens: the client's max_completion_tokens, else the cap.
             if parsed.max_tokens is None:
@@ -245,26 +268,40 @@ class Gateway:
         return b"".join(chunks)
 
     async def _forward(self, engine: EngineClient, prepared: PreparedRequest) -> Response:
+        """The engine's answer. The engine time limit runs from here: a non-streamed answer must
+        be complete within it, a stream is aborted when it passes. A client that leaves before
+        the answer is complete has the engine request aborted (RequestCutError 499)."""
         route = prepared.route
+        limit_s = self.settings.engine_time_limit_s
+        deadline = asyncio.get_running_loop().time() + limit_s
         self.metrics.engine_requests.labels(route.path).inc()
         try:
-            upstream = await engine.open(route.method, route.path, prepared.body, request_id=prepared.request_id)
+            async with asyncio.timeout_at(deadline):
+                upstream = await _unless_client_leaves(
+                    engine.open(route.method, route.path, prepared.body, request_id=prepared.request_id),
+                    prepared.receive,
+                )
+                headers = forwardable_headers(upstream.raw_headers)
+                if prepared.stream and upstream.status_code == 200:
+                    return self._relay(upstream, headers, prepared, deadline)
+                try:
+                    body = await _unless_client_leaves(upstream.aread(), prepared.receive)
+                finally:
+                    await upstream.aclose()
+        except TimeoutError:
+            log.warning("engine time limit passed", extra={"engine": engine.name, "limit_s": limit_s})
+            raise RequestCutError(
+                504, f"The request held the engine past its time limit of {limit_s:g} s.", code=TIME_LIMIT_CODE
+            ) from None
         except EngineUnavailableError as exc:
             log.warning("engine request failed", extra={"engine": engine.name, "error": str(exc)})
             if not exc.request_sent:  # the engine never saw it: 503, safe for the client or LB to retry
                 retry = {"Retry-After": str(self.settings.retry_after_s)}
                 raise ApiError(503, "Engine unavailable; retry.", code="engine_unavailable", headers=retry) from exc
             raise ApiError(502, "The engine failed to answer.", code="engine_unavailable") from exc
-        headers = forwardable_headers(upstream.raw_headers)
-        if prepared.stream and upstream.status_code == 200:
-            return self._relay(upstream, headers, prepared)
-        try:
-            body = await upstream.aread()
         except UpstreamError as exc:
             log.warning("engine answer broke", extra={"engine": engine.name, "error": str(exc)})
             raise ApiError(502, "The engine failed to answer.", code="engine_unavailable") from exc
-        finally:
-            await upstream.aclose()
         if upstream.status_code != 200:
             error = engine_error(upstream.status_code, body, hide=self._hide)
             detail = body[:500].decode(errors="replace")
@@ -277,7 +314,9 @@ class Gateway:
                 self._observe_tokens(route, usage)
         return PassthroughResponse(body, upstream.status_code, headers)
 
-    def _relay(self, upstream: Any, headers: list[tuple[bytes, bytes]], prepared: PreparedRequest) -> StreamRelay:
+    def _relay(
+        self, upstream: Any, headers: list[tuple[bytes, bytes]], prepared: PreparedRequest, deadline: float
+    ) -> StreamRelay:
         route, started = prepared.route, prepared.started
         ttft = self.metrics.time_to_first_token.labels(route.path)
         on_stream_end = prepared.on_stream_end
@@ -294,6 +333,7 @@ class Gateway:
             tap=UsageTap(strip=prepared.strip_usage),
             on_first_piece=lambda: ttft.observe(time.perf_counter() - started),
             on_end=ended,
+            deadline=deadline,
         )
 
     def _observe_tokens(self, route: Route, usage: dict[str, Any]) -> None:
@@ -302,3 +342,29 @@ class Gateway:
             self.metrics.prompt_tokens.labels(route.path).inc(prompt)
         if isinstance(completion, int):
             self.metrics.completion_tokens.labels(route.path).inc(completion)
+
+
+async def _unless_client_leaves(work: Awaitable[T], receive: Receive | None) -> T:
+    """`work`, cancelled (and RequestCutError 499 raised) if the client disconnects first.
+    Cancelling an engine request closes its connection, so the engine aborts it."""
+    if receive is None:
+        return await work
+    task = asyncio.ensure_future(work)
+    gone = asyncio.ensure_future(_disconnected(receive))
+    try:
+        await asyncio.wait((task, gone), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+    if task.cancelled() or not task.done():
+        raise RequestCutError(499, "The client closed the request.", code="client_disconnected")
+    return task.result()
+
+
+async def _disconnected(receive: Receive) -> None:
+    """Returns when the client has gone (the body, if any, is read already)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass

@@ -6,12 +6,13 @@ on an SSE event boundary; does it hold the `"usage":` key). Only events that car
 object are parsed: the total (the last before `[DONE]`) is counted once, when the stream ends,
 for the token metrics and the rate limiter, and dropped when the gateway asked for it on the
 client's behalf. A watcher on `receive` aborts the engine request when the client goes away,
-so the engine stops generating for nobody.
+so the engine stops generating for nobody; a time limit aborts it the same way.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 from collections.abc import Callable
@@ -21,13 +22,15 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from service.errors import error_envelope
-from service.upstream import UpstreamError, UpstreamResponse
+from service.upstream import UpstreamError, UpstreamResponse, UpstreamTimeLimitError
 
 log = logging.getLogger("service.relay")
 
 _USAGE_KEY = b'"usage":'
 _EVENT_END = b"\n\n"
 _DECODER = json.JSONDecoder()
+
+TIME_LIMIT_CODE = "engine_time_limit"  # error.code of a request stopped at --engine-time-limit-s
 
 
 def usage_in(data: bytes) -> dict[str, Any] | None:
@@ -126,8 +129,9 @@ class StreamRelay(Response):
     """A streamed engine answer relayed piece by piece; one ASGI `send` per piece.
 
     `on_end(usage, completed)` runs once when the relay stops: the engine's usage (None when
-    none came) and whether the stream ran to its end (False: the client left or the engine
-    failed)."""
+    none came) and whether the stream ran to its end (False: the client left, the engine
+    failed, or the stream passed `deadline`, a loop time at which the engine request is
+    aborted with an error event to the client)."""
 
     def __init__(
         self,
@@ -137,6 +141,7 @@ class StreamRelay(Response):
         tap: UsageTap,
         on_first_piece: Callable[[], None],
         on_end: StreamEnd,
+        deadline: float | None = None,
     ) -> None:
         super().__init__(status_code=upstream.status_code)
         self.raw_headers = list(raw_headers)
@@ -144,12 +149,21 @@ class StreamRelay(Response):
         self._tap = tap
         self._on_first_piece = on_first_piece
         self._on_end = on_end
+        self._deadline = deadline
         self._client_left = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         upstream, tap = self._upstream, self._tap
         loop = asyncio.get_running_loop()
         completed = False
+        timer = (
+            loop.call_at(
+                self._deadline,
+                functools.partial(upstream.abort, "the engine time limit passed", error=UpstreamTimeLimitError),
+            )
+            if self._deadline is not None
+            else None
+        )
         try:
             await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
             watcher = loop.create_task(self._watch_client(receive))
@@ -163,6 +177,10 @@ class StreamRelay(Response):
                     piece = await upstream.next_chunk()
                 piece = tap.flush()
                 completed = True
+            except UpstreamTimeLimitError as exc:
+                log.warning("stream stopped at the engine time limit", extra={"error": str(exc)})
+                error = error_envelope(504, "The request held the engine past its time limit.", code=TIME_LIMIT_CODE)
+                piece = tap.flush() + b"data: " + json.dumps(error).encode() + _EVENT_END
             except UpstreamError as exc:
                 # The status line is gone: tell the client in-band (the openai SDK raises on an error event).
                 log.warning("engine stream broke", extra={"error": str(exc)})
@@ -173,6 +191,8 @@ class StreamRelay(Response):
                 await upstream.aclose()
             await send({"type": "http.response.body", "body": piece, "more_body": False})
         finally:
+            if timer is not None:
+                timer.cancel()
             self._on_end(tap.usage, completed and not self._client_left)
 
     async def _watch_client(self, receive: Receive) -> None:

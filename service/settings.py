@@ -126,6 +126,14 @@ class ServiceSettings(BaseSettings):
     max_n: int = Field(
         default=16, ge=1, description="most sequences one request may generate: n (or best_of) x prompts (400 above)"
     )
+    max_constraint_bytes: int = Field(
+        default=32_768,
+        ge=256,
+        description="size limit of a request's structured-output constraints (schemas, regexes, grammars, choices)",
+    )
+    engine_time_limit_s: float = Field(
+        default=120.0, gt=0, description="longest one request (a stream too) may hold the engine; then it is aborted"
+    )
 
     # --- features: cache, timeout fallback, rate limits, intent routing, languages ----------
     fleet_file: Path | None = Field(

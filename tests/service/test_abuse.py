@@ -1,8 +1,12 @@
 """Abuse resistance through the running gateway, against the session's real vLLM: what an attack
-on an instance found, each closed and checked here."""
+on an instance found (streams outside the token budget, unbounded metric labels, slow clients
+holding every slot, estimates the engine does not obey, unbounded `n` and constraints, work for
+clients that left, 5xx on odd JSON, engine internals in errors, redirects, key-file surprises,
+a cache shared across keys), each closed and checked here."""
 
 from __future__ import annotations
 
+import json
 import math
 import socket
 import time
@@ -33,6 +37,18 @@ def engine_metric(engine_url: str, name: str) -> float:
 
 def auth(key: str = API_KEY) -> dict[str, str]:
     return {"authorization": f"Bearer {key}"}
+
+
+def log_entries(gateway: Gateway) -> list[dict[str, object]]:
+    """The gateway's JSON log lines (one object per line; other lines skipped)."""
+    entries = []
+    for line in gateway.log_path.read_text(errors="replace").splitlines():
+        if line.startswith("{"):
+            try:
+                entries.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return entries
 
 
 @pytest.fixture(scope="module")
@@ -228,6 +244,92 @@ def test_n_is_capped(general: Gateway, extra: dict[str, int], prompt: str | list
         client_for(general).completions.create(model=SERVED, prompt=prompt, max_tokens=1, extra_body=extra)
     answer = client_for(general).completions.create(model=SERVED, prompt="x", max_tokens=1, n=16)
     assert len(answer.choices) == 16
+
+
+# --- Medium: a client that leaves stops its generation ------------------------------------
+
+
+def test_a_non_streamed_request_whose_client_leaves_is_aborted(general: Gateway, engine_url: str) -> None:
+    tokens = 1024  # the cap: seconds of work for the tiny model, of which the client waits half a second
+    body = {"model": SERVED, "prompt": "endless", "max_tokens": tokens, "ignore_eos": True}
+    generated_before = engine_metric(engine_url, "vllm:generation_tokens_total")
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(general.url + "/v1/completions", json=body, headers=auth(), timeout=httpx.Timeout(60, read=0.5))
+    wait_for(lambda: general.health().json()["in_flight"] == 0, 30, "the gateway to drop the request")
+    wait_for(lambda: engine_metric(engine_url, "vllm:num_requests_running") == 0, 30, "the engine to end it")
+    generated = engine_metric(engine_url, "vllm:generation_tokens_total") - generated_before
+    assert generated < tokens / 2, f"the engine generated {generated} tokens for a client that left"
+    assert any(entry.get("status") == 499 for entry in log_entries(general)), general.log_tail(10)
+
+
+# --- Medium: structured-output constraints and the time a request may hold the engine -----
+
+
+@pytest.fixture(scope="module")
+def bounded(engine_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    args = ("--engine-time-limit-s", "2", "--max-constraint-bytes", "4096", "--max-tokens-cap", "3000")
+    with feature_gateway(tmp_path_factory.mktemp("bounded"), engine_url, *args, name="bounded") as gateway:
+        yield gateway
+
+
+@pytest.mark.parametrize(
+    "constraint",
+    [
+        {"structured_outputs": {"choice": [f"option-{index}" for index in range(20_000)]}},
+        {"structured_outputs": {"regex": "(" + "|".join(f"w{index}" for index in range(2000)) + ")"}},
+        {
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {
+                    "name": "big",
+                    "schema": {"type": "object", "properties": {f"p{i}": {"type": "string"} for i in range(500)}},
+                },
+            }
+        },
+    ],
+    ids=["choices", "regex", "schema"],
+)
+def test_large_constraints_are_refused_before_the_engine(bounded: Gateway, constraint: dict[str, object]) -> None:
+    forwarded = gateway_metric(bounded, "llm_gateway_engine_requests_total", route="/v1/completions")
+    started = time.monotonic()
+    with pytest.raises(openai.BadRequestError) as err:
+        client_for(bounded).completions.create(model=SERVED, prompt="pick", max_tokens=4, extra_body=constraint)
+    error = err.value.response.json()["error"]
+    assert error["code"] == "constraint_too_large"
+    assert "the maximum is 4096" in error["message"]
+    assert time.monotonic() - started < 5
+    assert gateway_metric(bounded, "llm_gateway_engine_requests_total", route="/v1/completions") == forwarded
+    # A small constraint still works.
+    small = client_for(bounded).completions.create(
+        model=SERVED, prompt="pick", max_tokens=4, extra_body={"structured_outputs": {"choice": ["yes", "no"]}}
+    )
+    assert small.choices[0].text in {"yes", "no"}
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_a_request_is_stopped_at_the_engine_time_limit(bounded: Gateway, engine_url: str, stream: bool) -> None:
+    tokens = 3000
+    generated_before = engine_metric(engine_url, "vllm:generation_tokens_total")
+    started = time.monotonic()
+    client = client_for(bounded)
+    if stream:
+        events = client.completions.create(
+            model=SERVED, prompt="on and on", max_tokens=tokens, stream=True, extra_body={"ignore_eos": True}
+        )
+        with pytest.raises(openai.APIError, match="time limit"):
+            for _ in events:
+                pass
+    else:
+        with pytest.raises(openai.InternalServerError) as err:
+            client.completions.create(
+                model=SERVED, prompt="on and on", max_tokens=tokens, extra_body={"ignore_eos": True}
+            )
+        assert err.value.status_code == 504
+        assert err.value.response.json()["error"]["code"] == "engine_time_limit"
+    assert time.monotonic() - started < 15
+    wait_for(lambda: engine_metric(engine_url, "vllm:num_requests_running") == 0, 30, "the engine to end it")
+    generated = engine_metric(engine_url, "vllm:generation_tokens_total") - generated_before
+    assert generated < tokens / 2, f"the engine generated {generated} tokens past the time limit"
 
 
 # --- Low: pathological JSON, engine errors, redirects, models, usage, cache headers -------

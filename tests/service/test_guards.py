@@ -1,4 +1,6 @@
-"""The gateway's guards, checked without an engine."""
+"""The gateway's guards without an engine: strict JSON, per-key slots, engine errors mapped to
+the gateway's envelope, request bounds, and a 500 that carries its request id (the app under a
+real uvicorn on 127.0.0.1, with an engine client that fails in a way nobody planned for)."""
 
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ from service.protocol import (
     ChatCompletionRequest,
     CompletionRequest,
     InvalidJsonError,
+    constraint_sizes,
     parse_json_object,
 )
 from service.ratelimit import Limits, MemoryRateLimiter
@@ -81,6 +84,21 @@ def test_sequences_count_n_best_of_and_prompts() -> None:
     assert CompletionRequest(model="m", prompt=[1, 2, 3]).sequences() == 1
     assert CompletionRequest(model="m", prompt=[[1], [2], [3]]).sequences() == 3
     assert ChatCompletionRequest(model="m", messages=[{"role": "user", "content": "x"}], n=6).sequences() == 6
+
+
+def test_constraint_sizes() -> None:
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+    payload = {
+        "structured_outputs": {"choice": ["yes", "no"]},
+        "response_format": {"type": "text"},
+        "guided_regex": "a+",
+        "tools": tools,
+    }
+    sizes = constraint_sizes(payload)
+    assert sizes == {"structured_outputs": 23, "response_format": 15, "guided_regex": 4}  # tools: not forced
+    assert "tools" in constraint_sizes({**payload, "tool_choice": "required"})
+    assert "tools" in constraint_sizes({**payload, "tool_choice": {"type": "function", "function": {"name": "f"}}})
+    assert "tools" not in constraint_sizes({**payload, "tool_choice": "auto"})
 
 
 # --- per-key slots ----------------------------------------------------------------------------
