@@ -187,12 +187,16 @@ class StreamRelay(Response):
                 error = error_envelope(502, "The engine stream broke.", code="engine_unavailable")
                 piece = tap.flush() + b"data: " + json.dumps(error).encode() + _EVENT_END
             finally:
+                # Neither may touch the connection once it is back in the pool.
+                if timer is not None:
+                    timer.cancel()
                 watcher.cancel()
                 await upstream.aclose()
             await send({"type": "http.response.body", "body": piece, "more_body": False})
         finally:
             if timer is not None:
                 timer.cancel()
+            await upstream.aclose()  # when the response start failed; a no-op otherwise
             self._on_end(tap.usage, completed and not self._client_left)
 
     async def _watch_client(self, receive: Receive) -> None:
