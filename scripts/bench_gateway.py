@@ -139,8 +139,14 @@ def start_gateway(args: argparse.Namespace, tmp: Path, *, cpus: set[int] | None 
     argv += ["--max-tokens-cap", str(max(args.tokens, 16)), "--max-in-flight", "100000"]
     if args.engine_args:
         argv += [f"--engine-args={args.engine_args}"]
-    # The bench measures the proxy path: no rate limit in the way of 64 concurrent streams.
-    env = {**os.environ, "LLM_SERVICE_FEATURES__RATE_LIMIT__ENABLED": "false"}
+    # The bench measures the proxy path: no rate limit in the way of 64 concurrent streams, and
+    # no per-key cap on in-flight requests (its load is one key; an environment variable, so an
+    # older gateway run with --gateway-repo, which has no such setting, still starts).
+    env = {
+        **os.environ,
+        "LLM_SERVICE_FEATURES__RATE_LIMIT__ENABLED": "false",
+        "LLM_SERVICE_MAX_IN_FLIGHT_PER_KEY": "100000",
+    }
     started = time.monotonic()
     with (tmp / "gateway.log").open("ab") as out:
         process = subprocess.Popen(

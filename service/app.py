@@ -128,7 +128,8 @@ def create_app(
                 metrics_server.server_close()
             log.info("service stopped")
 
-    app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    # No trailing-slash redirects: their Location would echo the client's Host header.
+    app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None, redirect_slashes=False)
     app.state.service = state
     app.include_router(routes.health)
     app.include_router(routes.api)
@@ -139,6 +140,7 @@ def create_app(
         metrics=metrics,
         in_flight=in_flight,
         api_paths=frozenset(r.path for r in PUBLIC_ROUTES),
+        known_paths=routes.KNOWN_PATHS,
         access_log=settings.access_log,
     )
 
@@ -150,10 +152,5 @@ def create_app(
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, exc: RequestValidationError) -> Response:
         return error_response(400, f"Invalid request: {exc.errors()[0].get('msg', 'invalid')}.")
-
-    @app.exception_handler(Exception)
-    async def internal_error(_request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error", exc_info=exc)
-        return error_response(500, "Internal error in the gateway.", code="internal_error")
 
     return app

@@ -75,20 +75,32 @@ def canonical_json(value: Any) -> str:
     return json.dumps(_canonical(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
-def cache_key(endpoint: Endpoint, body: Mapping[str, Any]) -> str:
+def cache_key(endpoint: Endpoint, body: Mapping[str, Any], *, scope: str | None = None) -> str:
     """Stable key: same model, input and generation parameters -> same key.
 
     The gateway passes the body with `model` already resolved to the pool's model, so
-    `auto` and the explicit name share entries.
+    `auto` and the explicit name share entries. `scope` (an API key's id) keeps the entry
+    to that key; None shares it with every key.
     """
     payload = {k: v for k, v in body.items() if k not in _TRANSPORT_FIELDS}
-    digest = hashlib.sha256(canonical_json({"v": _KEY_VERSION, "endpoint": endpoint, "request": payload}).encode())
+    document: dict[str, Any] = {"v": _KEY_VERSION, "endpoint": endpoint, "request": payload}
+    if scope is not None:
+        document["scope"] = scope
+    digest = hashlib.sha256(canonical_json(document).encode())
     return digest.hexdigest()
 
 
-def _cache_control(headers: Mapping[str, str]) -> set[str]:
-    value = next((v for k, v in headers.items() if k.lower() == "cache-control"), "")
-    return {d.strip().split("=", 1)[0].lower() for d in value.split(",") if d.strip()}
+def _cache_control(headers: Mapping[str, str]) -> dict[str, str]:
+    """Request cache directives, lower-case name -> value ("" without one). `Pragma: no-cache`
+    counts as `Cache-Control: no-cache` (HTTP/1.0 clients and proxies send it)."""
+    directives: dict[str, str] = {}
+    for name in ("cache-control", "pragma"):
+        value = _header(headers, name) or ""
+        for item in value.split(","):
+            key, _, argument = item.strip().partition("=")
+            if key:
+                directives.setdefault(key.strip().lower(), argument.strip().strip('"'))
+    return directives
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
@@ -116,17 +128,24 @@ def is_deterministic(body: Mapping[str, Any]) -> bool:
 
 
 def cache_policy(
-    endpoint: Endpoint, body: Mapping[str, Any], headers: Mapping[str, str], settings: CacheSettings
+    endpoint: Endpoint,
+    body: Mapping[str, Any],
+    headers: Mapping[str, str],
+    settings: CacheSettings,
+    *,
+    scope: str | None = None,
 ) -> CachePolicy:
-    """Decide lookup/store for a request; `Cache-Control: no-cache` skips the lookup
-    (a fresh answer is still stored), `no-store` skips both."""
+    """Decide lookup/store for a request; `Cache-Control: no-cache` or `max-age=0` (or
+    `Pragma: no-cache`) skips the lookup (a fresh answer is still stored), `no-store`
+    skips both. A request that skips the lookup never gets a cached answer, not even as
+    the deadline fallback. `scope` keeps entries to one API key (see `cache_key`)."""
     if not settings.enabled:
         return CachePolicy(None, lookup=False, store=False, reason="cache disabled")
     opted_in = settings.allow_opt_in and (_header(headers, settings.opt_in_header) or "").strip().lower() in _TRUE
     if not (is_deterministic(body) or opted_in):
         return CachePolicy(None, lookup=False, store=False, reason="not deterministic (temperature != 0, no opt-in)")
     try:
-        key = cache_key(endpoint, body)
+        key = cache_key(endpoint, body, scope=scope)
     except (TypeError, ValueError):
         return CachePolicy(None, lookup=False, store=False, reason="request is not canonical JSON")
     directives = _cache_control(headers)
@@ -134,6 +153,8 @@ def cache_policy(
         return CachePolicy(key, lookup=False, store=False, reason="Cache-Control: no-store")
     if "no-cache" in directives:
         return CachePolicy(key, lookup=False, store=True, reason="Cache-Control: no-cache")
+    if directives.get("max-age") == "0":
+        return CachePolicy(key, lookup=False, store=True, reason="Cache-Control: max-age=0")
     return CachePolicy(key, lookup=True, store=True, reason="deterministic" if not opted_in else "opt-in")
 
 

@@ -13,10 +13,11 @@ endpoint behind an `HttpEngineClient` with its own timeouts.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Coroutine, Iterator, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -39,12 +40,12 @@ from service.features_settings import FeaturesSettings
 from service.intent import request_text
 from service.language import LanguageCounter, detect_language, with_language_instruction
 from service.pools import MODEL_USED_HEADER, ModelNotFoundError, PoolRouter, RouteDecision
-from service.proxy import CHAT, MODELS, Forward, PreparedRequest
-from service.ratelimit import RateLimitDecision, RateLimiter, estimate_tokens, rate_limiter_from_settings
+from service.proxy import CHAT, MODELS, Forward, PreparedRequest, RequestCutError
+from service.ratelimit import RateLimitDecision, RateLimiter, estimate_tokens, key_id, rate_limiter_from_settings
+from service.relay import StreamEnd, StreamRelay
 
 log = logging.getLogger("service.features")
 
-ANONYMOUS_KEY = "anonymous"  # the rate-limit identity when auth is disabled
 _METRICS_PREFIX = "llm_gateway"
 
 
@@ -124,6 +125,7 @@ class FeatureChain:
         )
         self.languages = LanguageCounter(registry, namespace=_METRICS_PREFIX)
         self.metrics = _FeatureMetrics(registry, self.cache)
+        self._settling: set[asyncio.Task[None]] = set()  # streams' settlements, run as they end
 
     @property
     def accepted_models(self) -> frozenset[str]:
@@ -131,6 +133,8 @@ class FeatureChain:
         return frozenset(self.router.model_names)
 
     async def aclose(self) -> None:
+        if self._settling:
+            await asyncio.gather(*self._settling, return_exceptions=True)
         await self.cache.aclose()
         if self.limiter is not None:
             await self.limiter.aclose()
@@ -151,41 +155,53 @@ class FeatureChain:
             deadline_s = request_deadline(headers, self.settings.fallback)
         except InvalidTimeoutHeaderError as exc:
             raise ApiError(400, str(exc), param=exc.header, code="invalid_header") from None
-        api_key = _bearer(headers.get("authorization")) or ANONYMOUS_KEY
+        api_key = prepared.api_key
         payload = prepared.payload
-        reserved = estimate_tokens(payload, self.max_tokens_cap)
+        endpoint: Endpoint = "chat" if prepared.route is CHAT else "completions"
+        reserved = estimate_tokens(payload, self.max_tokens_cap, endpoint=endpoint)
         limit = await self._admit(api_key, reserved)
         extra = limit.headers() if limit is not None else {}
-        used = 0  # tokens the engine spent on this request (what the bucket keeps)
+        # Tokens this request is charged: what the engine reported using, 0 when it never ran
+        # (a cache hit, a refusal), the whole reservation when the gateway cut it short (the
+        # deadline, the engine time limit, the client leaving: what it generated is unknown).
+        used = 0
         try:
             decision = self._route(payload)
             extra[MODEL_USED_HEADER] = decision.model
             self._apply_language(prepared)
-            endpoint: Endpoint = "chat" if prepared.route is CHAT else "completions"
-            policy = cache_policy(endpoint, payload, headers, self.settings.cache)
+            scope = key_id(api_key) if self.settings.cache.scope == "key" else None
+            policy = cache_policy(endpoint, payload, headers, self.settings.cache, scope=scope)
             prepared.body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
             if policy.lookup and policy.key is not None:
                 cached = await self.cache.get(policy.key)
                 if cached is not None:
                     return self._from_cache(cached, prepared, CacheStatus.HIT, extra)
             engine = self.engines[decision.pool.name]
+            if limit is not None and prepared.stream:
+                prepared.on_stream_end = self._stream_settlement(api_key, reserved)
             try:
                 outcome = await run_with_fallback(
                     _first_byte(forward(engine, prepared)),
                     deadline_s=deadline_s,
-                    cache=self.cache if policy.cacheable else None,
+                    # A request that skipped the lookup (no-cache, no-store) gets no cached answer.
+                    cache=self.cache if policy.lookup else None,
                     key=policy.key,
                 )
             except RequestTimeoutError as exc:
+                used = reserved
                 self.metrics.deadline.labels("timeout").inc()
                 raise ApiError(504, f"Request timed out: {exc}.", code=exc.code, headers=extra) from None
+            except RequestCutError:
+                used = reserved
+                raise
             if outcome.cached is not None:
+                used = reserved
                 self.metrics.deadline.labels("fallback").inc()
                 return self._from_cache(outcome.cached, prepared, CacheStatus.FALLBACK, extra)
             response = outcome.value
             assert response is not None
-            if isinstance(response, StreamingResponse):
-                used = reserved  # a stream's usage is not seen here: its reservation stands
+            if isinstance(response, StreamRelay):
+                used = reserved  # settled when the stream ends (prepared.on_stream_end)
             elif response.status_code == 200:
                 used = await self._store(response, policy.key if policy.store else None)
             response.headers.update({CACHE_HEADER: CacheStatus.MISS.value, **extra})
@@ -193,6 +209,23 @@ class FeatureChain:
         finally:
             if limit is not None and used != reserved:
                 await self._settle(api_key, reserved, used)
+
+    def _stream_settlement(self, api_key: str, reserved: int) -> StreamEnd:
+        """What a stream is charged when it ends: the engine's total when it ran to its end,
+        else (cut by the client, the time limit, a failure) its whole reservation."""
+
+        def ended(usage: dict[str, Any] | None, completed: bool) -> None:
+            total = usage.get("total_tokens") if usage is not None else None
+            used = total if completed and isinstance(total, int) and total >= 0 else reserved
+            if used != reserved:
+                self._spawn(self._settle(api_key, reserved, used))
+
+        return ended
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
 
     async def _admit(self, api_key: str, tokens: int) -> RateLimitDecision | None:
         if self.limiter is None:
@@ -254,11 +287,12 @@ class FeatureChain:
         return Response(body, media_type="application/json", headers=headers)
 
     async def _models(self, prepared: PreparedRequest, forward: Forward) -> Response:
-        """The local engine's list, plus (with pools configured) the remote pools' models
+        """The local engine's list, each model shown by its id (the engine's `root` is where
+        the weights lie on its disk), plus (with pools configured) the remote pools' models
         and the routing aliases."""
         pool = next((p for p in self.router.pools if p.url is None), self.router.pools[0])
         response = await forward(self.engines[pool.name], prepared)
-        if not self.settings.routing.pools or response.status_code != 200 or isinstance(response, StreamingResponse):
+        if response.status_code != 200 or isinstance(response, StreamRelay):
             return response
         try:
             listing = json.loads(bytes(response.body))
@@ -266,20 +300,17 @@ class FeatureChain:
             known = {entry.get("id") for entry in data}
         except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError):
             return response
-        now = int(time.time())
-        for name in self.router.model_names:
-            if name not in known:
-                data.append({"id": name, "object": "model", "created": now, "owned_by": "llm-fleet"})
+        for entry in data:
+            if "root" in entry:
+                entry["root"] = entry.get("id")
+        if self.settings.routing.pools:
+            now = int(time.time())
+            for name in self.router.model_names:
+                if name not in known:
+                    data.append({"id": name, "object": "model", "created": now, "owned_by": "llm-fleet"})
         body = json.dumps(listing, separators=(",", ":")).encode()
         headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-length", "content-type")}
         return Response(body, status_code=200, media_type="application/json", headers=headers)
-
-
-def _bearer(authorization: str | None) -> str | None:
-    if not authorization:
-        return None
-    scheme, _, token = authorization.partition(" ")
-    return token.strip() or None if scheme.lower() == "bearer" else None
 
 
 async def _first_byte(call: Awaitable[Response]) -> Response:

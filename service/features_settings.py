@@ -11,7 +11,7 @@ instruction) arrive in these variables through the instance contract
 
 from __future__ import annotations
 
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
@@ -41,6 +41,12 @@ class CacheSettings(_Section):
     # Bound on a stored answer (serialized JSON); bigger answers are not cached.
     max_entry_bytes: int = Field(default=1_000_000, ge=1024)
     redis_timeout_s: float = Field(default=0.25, gt=0, le=10)
+    # "key": an answer is served only to the API key that asked for it (the default: a hit,
+    # and its `x-cache` header, must not tell one key what another asked). "shared": every
+    # key of the region shares entries (more hits; for fleets whose keys are one tenant).
+    scope: Literal["key", "shared"] = Field(
+        default="key", description="key: answers stay with the API key that asked; shared: all keys share them"
+    )
 
 
 class FallbackSettings(_Section):

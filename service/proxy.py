@@ -1,4 +1,4 @@
-"""The request path: gate, authenticate, read, validate, admit, route, forward.
+"""The request path: gate, authenticate, take the key's slot, read, validate, admit, route, forward.
 
 Every public API request goes through `Gateway.handle`. Features that decide before the
 engine is asked (a response cache, rate limits) are `AdmissionPolicy`s run in order after
@@ -6,31 +6,50 @@ validation; the choice of upstream (intent routing across pools) is `Router`. Bo
 injected, so adding them touches no route and no other step. `RequestFeatures` (the
 feature chain in `service.features`: rate limits, pools, languages, cache, deadline) takes
 over after validation and calls back into `Gateway._forward` for the engine.
+
+What one client can hold is bounded before it can hold much: a key's in-flight slots are
+taken before its body is read (`--max-in-flight-per-key`), the body must arrive within
+`--body-timeout-s`, and one engine request (a stream too) may run `--engine-time-limit-s`.
+A client that leaves while its answer is generated has the engine request aborted.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
+from starlette.types import Receive
 
-from service.auth import ApiKeyAuth
+from service.auth import ANONYMOUS_KEY, ApiKeyAuth
 from service.drain import DrainController
 from service.engine_client import EngineClient, EngineUnavailableError, forwardable_headers
-from service.errors import ApiError
+from service.errors import ApiError, engine_error
 from service.health import EngineHealth, EnginePhase
+from service.keyslots import KeySlots
 from service.metrics import GatewayMetrics
-from service.protocol import ChatCompletionRequest, CompletionRequest, first_error
-from service.relay import PassthroughResponse, StreamRelay, UsageTap, usage_in
+from service.middleware import after_response
+from service.protocol import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    InvalidJsonError,
+    constraint_sizes,
+    first_error,
+    parse_json_object,
+)
+from service.relay import TIME_LIMIT_CODE, PassthroughResponse, StreamEnd, StreamRelay, UsageTap, usage_in
 from service.settings import ServiceSettings
 from service.upstream import UpstreamError
+
+T = TypeVar("T")
 
 log = logging.getLogger("service.proxy")
 
@@ -63,6 +82,16 @@ class PreparedRequest:
     # The gateway added stream_options.include_usage for its token metrics: strip that chunk.
     strip_usage: bool = False
     started: float = field(default_factory=time.perf_counter)
+    api_key: str = ANONYMOUS_KEY  # the caller's identity (its key), for rate limits and the cache scope
+    # The client's side of the connection: a disconnect while the engine works aborts it.
+    receive: Receive | None = None
+    # Told how a relayed stream ended: (the engine's usage or None, ran to its end).
+    on_stream_end: StreamEnd | None = None
+
+
+class RequestCutError(ApiError):
+    """The gateway stopped a request the engine had started on: the client left (499) or
+    the engine time limit passed (504). What the engine generated is unknown."""
 
 
 class AdmissionPolicy(Protocol):
@@ -108,14 +137,21 @@ class Gateway:
         self.router: Router = router or (lambda _request: engine)
         self.models = models or frozenset({settings.served_model_name})
         self.features = features
+        self.key_slots = KeySlots(settings.max_in_flight_per_key, retry_after_s=settings.retry_after_s)
+        # Strings an engine error must not show a client: where the model lives on disk.
+        self._hide = tuple(item for item in (settings.model,) if item and item != settings.served_model_name)
 
     async def handle(self, request: Request, route: Route, request_id: str) -> Response:
+        body_pending = route.schema is not None  # a body the client may still be sending
         try:
             self._gate()
-            self.auth.check(request.headers.get("authorization"))
-            prepared = PreparedRequest(route=route, request_id=request_id)
+            api_key = self.auth.check(request.headers.get("authorization"))
+            after_response(request.scope.setdefault("state", {}), self.key_slots.acquire(api_key))
+            prepared = PreparedRequest(route=route, request_id=request_id, api_key=api_key, receive=request.receive)
             if route.schema is not None:
-                await self._prepare(request, prepared)
+                body = await self._read_body(request)
+                body_pending = False
+                self._prepare(body, prepared)
             for policy in self.policies:
                 answer = await policy.admit(prepared)
                 if answer is not None:
@@ -124,6 +160,8 @@ class Gateway:
                 return await self.features.handle(request, prepared, self._forward)
             return await self._forward(self.router(prepared), prepared)
         except ApiError as exc:
+            if body_pending:  # the rest of the body would be read as the next request: close instead
+                exc.headers = {**exc.headers, "Connection": "close"}
             return exc.response()
 
     def _gate(self) -> None:
@@ -135,21 +173,18 @@ class Gateway:
         if self._in_flight() > self.settings.max_in_flight:
             raise ApiError(429, "Too many requests in flight on this instance.", code="overloaded", headers=retry)
 
-    async def _prepare(self, request: Request, prepared: PreparedRequest) -> None:
+    def _prepare(self, body: bytes, prepared: PreparedRequest) -> None:
         route = prepared.route
         assert route.schema is not None
-        body = await self._read_body(request)
         try:
-            payload = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ApiError(400, f"Invalid JSON body: {exc}.", code="invalid_json") from exc
-        if not isinstance(payload, dict):
-            raise ApiError(400, "Invalid body: expected a JSON object.", code="invalid_json")
+            payload = parse_json_object(body)
+        except InvalidJsonError as exc:
+            raise ApiError(400, f"Invalid JSON body: {exc}.", code="invalid_json") from None
         try:
             parsed = route.schema.model_validate(payload)
         except ValidationError as exc:
             param, message = first_error(exc)
-            raise ApiError(400, f"Invalid request: {message}.", param=param, code="invalid_value") from exc
+            raise ApiError(400, f"Invalid request: {message}.", param=param, code="invalid_value") from None
         if parsed.model not in self.models:
             raise ApiError(
                 404,
@@ -157,24 +192,51 @@ class Gateway:
                 param="model",
                 code="model_not_found",
             )
-        cap = self.settings.max_tokens_cap
+        settings = self.settings
+        cap = settings.max_tokens_cap
         for name in ("max_tokens", "max_completion_tokens"):
             value = getattr(parsed, name)
             if value is not None and value > cap:
                 raise ApiError(400, f"{name} is {value}; the maximum is {cap}.", param=name, code="max_tokens_exceeded")
-        if parsed.prompt_chars() > self.settings.max_prompt_chars:
+        if parsed.sequences() > settings.max_n:
+            param = "best_of" if (parsed.best_of or 0) > (parsed.n or 1) else "n"
+            batch = f" for each of {parsed.prompt_count()} prompts" if parsed.prompt_count() > 1 else ""
             raise ApiError(
                 400,
-                f"Prompt is {parsed.prompt_chars()} characters; the maximum is {self.settings.max_prompt_chars}.",
+                f"The request asks for {parsed.sequences()} sequences ({param}={getattr(parsed, param) or 1}{batch}); "
+                f"the maximum is {settings.max_n}.",
+                param=param,
+                code="invalid_value",
+            )
+        if parsed.prompt_chars() > settings.max_prompt_chars:
+            raise ApiError(
+                400,
+                f"Prompt is {parsed.prompt_chars()} characters; the maximum is {settings.max_prompt_chars}.",
                 param="messages" if route is CHAT else "prompt",
                 code="context_length_exceeded",
             )
-        if parsed.max_tokens is None and parsed.max_completion_tokens is None:
+        constraints = constraint_sizes(payload)
+        if sum(constraints.values()) > settings.max_constraint_bytes:
+            name = max(constraints, key=constraints.__getitem__)
+            raise ApiError(
+                400,
+                f"Structured-output constraints are {sum(constraints.values())} bytes ({name}: {constraints[name]}); "
+                f"the maximum is {settings.max_constraint_bytes}.",
+                param=name,
+                code="constraint_too_large",
+            )
+        if route is COMPLETIONS:
+            # vLLM's completions obey only max_tokens: the client's max_completion_tokens, else the cap.
+            if parsed.max_tokens is None:
+                payload["max_tokens"] = parsed.max_completion_tokens or cap
+        elif parsed.max_tokens is None and parsed.max_completion_tokens is None:
             payload["max_tokens"] = cap  # the cap also bounds requests that leave it open
         prepared.stream = bool(parsed.stream)
         if prepared.stream and not (parsed.stream_options and parsed.stream_options.include_usage):
             options = dict(payload.get("stream_options") or {})
             options["include_usage"] = True
+            # Without include_usage the engine ignores continuous_usage_stats: keep it that way.
+            options.pop("continuous_usage_stats", None)
             payload["stream_options"] = options
             prepared.strip_usage = True
         prepared.payload = payload
@@ -189,48 +251,90 @@ class Gateway:
             raise too_large
         chunks: list[bytes] = []
         size = 0
+        timeout_s = self.settings.body_timeout_s
         try:
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limit:
-                    raise too_large
-                chunks.append(chunk)
+            async with asyncio.timeout(timeout_s):
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > limit:
+                        raise too_large
+                    chunks.append(chunk)
+        except TimeoutError:
+            raise ApiError(
+                408, f"The request body did not arrive within {timeout_s:g} s.", code="request_timeout"
+            ) from None
         except ClientDisconnect as exc:
             raise ApiError(400, "Client disconnected while sending the body.", code="client_disconnected") from exc
         return b"".join(chunks)
 
     async def _forward(self, engine: EngineClient, prepared: PreparedRequest) -> Response:
+        """The engine's answer. The engine time limit runs from here: a non-streamed answer must
+        be complete within it, a stream is aborted when it passes. A client that leaves before
+        the answer is complete has the engine request aborted (RequestCutError 499)."""
         route = prepared.route
+        limit_s = self.settings.engine_time_limit_s
+        deadline = asyncio.get_running_loop().time() + limit_s
         self.metrics.engine_requests.labels(route.path).inc()
         try:
-            upstream = await engine.open(route.method, route.path, prepared.body, request_id=prepared.request_id)
+            async with asyncio.timeout_at(deadline):
+                upstream = await _unless_client_leaves(
+                    engine.open(route.method, route.path, prepared.body, request_id=prepared.request_id),
+                    prepared.receive,
+                )
+                headers = forwardable_headers(upstream.raw_headers)
+                if prepared.stream and upstream.status_code == 200:
+                    return self._relay(upstream, headers, prepared, deadline)
+                try:
+                    body = await _unless_client_leaves(upstream.aread(), prepared.receive)
+                finally:
+                    await upstream.aclose()
+        except TimeoutError:
+            log.warning("engine time limit passed", extra={"engine": engine.name, "limit_s": limit_s})
+            raise RequestCutError(
+                504, f"The request held the engine past its time limit of {limit_s:g} s.", code=TIME_LIMIT_CODE
+            ) from None
         except EngineUnavailableError as exc:
             log.warning("engine request failed", extra={"engine": engine.name, "error": str(exc)})
             if not exc.request_sent:  # the engine never saw it: 503, safe for the client or LB to retry
                 retry = {"Retry-After": str(self.settings.retry_after_s)}
-                raise ApiError(503, f"Engine unavailable: {exc}.", code="engine_unavailable", headers=retry) from exc
-            raise ApiError(502, f"Upstream engine error: {exc}.", code="engine_unavailable") from exc
-        headers = forwardable_headers(upstream.raw_headers)
-        if prepared.stream and upstream.status_code == 200:
-            started = prepared.started
-            ttft = self.metrics.time_to_first_token.labels(route.path)
-            return StreamRelay(
-                upstream,
-                headers,
-                tap=UsageTap(lambda usage: self._observe_tokens(route, usage), strip=prepared.strip_usage),
-                on_first_piece=lambda: ttft.observe(time.perf_counter() - started),
-            )
-        try:
-            body = await upstream.aread()
+                raise ApiError(503, "Engine unavailable; retry.", code="engine_unavailable", headers=retry) from exc
+            raise ApiError(502, "The engine failed to answer.", code="engine_unavailable") from exc
         except UpstreamError as exc:
-            raise ApiError(502, f"Upstream engine error: {exc}.", code="engine_unavailable") from exc
-        finally:
-            await upstream.aclose()
-        if upstream.status_code == 200 and route.schema is not None:
+            log.warning("engine answer broke", extra={"engine": engine.name, "error": str(exc)})
+            raise ApiError(502, "The engine failed to answer.", code="engine_unavailable") from exc
+        if upstream.status_code != 200:
+            error = engine_error(upstream.status_code, body, hide=self._hide)
+            detail = body[:500].decode(errors="replace")
+            extra = {"engine": engine.name, "engine_status": upstream.status_code, "error": detail}
+            log.info("engine refused the request", extra=extra)
+            raise error
+        if route.schema is not None:
             usage = usage_in(body)
             if usage is not None:
                 self._observe_tokens(route, usage)
         return PassthroughResponse(body, upstream.status_code, headers)
+
+    def _relay(
+        self, upstream: Any, headers: list[tuple[bytes, bytes]], prepared: PreparedRequest, deadline: float
+    ) -> StreamRelay:
+        route, started = prepared.route, prepared.started
+        ttft = self.metrics.time_to_first_token.labels(route.path)
+        on_stream_end = prepared.on_stream_end
+
+        def ended(usage: dict[str, Any] | None, completed: bool) -> None:
+            if usage is not None:
+                self._observe_tokens(route, usage)
+            if on_stream_end is not None:
+                on_stream_end(usage, completed)
+
+        return StreamRelay(
+            upstream,
+            headers,
+            tap=UsageTap(strip=prepared.strip_usage),
+            on_first_piece=lambda: ttft.observe(time.perf_counter() - started),
+            on_end=ended,
+            deadline=deadline,
+        )
 
     def _observe_tokens(self, route: Route, usage: dict[str, Any]) -> None:
         prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
@@ -238,3 +342,29 @@ class Gateway:
             self.metrics.prompt_tokens.labels(route.path).inc(prompt)
         if isinstance(completion, int):
             self.metrics.completion_tokens.labels(route.path).inc(completion)
+
+
+async def _unless_client_leaves(work: Awaitable[T], receive: Receive | None) -> T:
+    """`work`, cancelled (and RequestCutError 499 raised) if the client disconnects first.
+    Cancelling an engine request closes its connection, so the engine aborts it."""
+    if receive is None:
+        return await work
+    task = asyncio.ensure_future(work)
+    gone = asyncio.ensure_future(_disconnected(receive))
+    try:
+        await asyncio.wait((task, gone), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+    if task.cancelled() or not task.done():
+        raise RequestCutError(499, "The client closed the request.", code="client_disconnected")
+    return task.result()
+
+
+async def _disconnected(receive: Receive) -> None:
+    """Returns when the client has gone (the body, if any, is read already)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass

@@ -100,12 +100,35 @@ def key_id(api_key: str) -> str:
     return hashlib.sha256(api_key.encode()).hexdigest()[:32]
 
 
-def estimate_tokens(body: Mapping[str, Any], default_max_tokens: int) -> int:
-    """Upper-bound token cost of a request before it runs: prompt estimate + max_tokens.
+# The request fields that bound how many tokens the engine generates, per endpoint. vLLM's
+# chat obeys max_completion_tokens, else max_tokens (another OpenAI-compatible pool may obey
+# either); its completions obey only max_tokens (the gateway copies max_completion_tokens
+# there when the client gave only that). The estimate takes the largest that is present.
+GENERATION_BOUNDS: dict[str, tuple[str, ...]] = {
+    "chat": ("max_tokens", "max_completion_tokens"),
+    "completions": ("max_tokens",),
+}
 
-    Prompt estimate: CJK characters count one token each, other text one per 4 characters.
+
+def generation_bound(body: Mapping[str, Any], endpoint: str, default: int) -> int:
+    """The most tokens one sequence of this request may generate."""
+    values = [body.get(name) for name in GENERATION_BOUNDS[endpoint]]
+    bounds = [v for v in values if isinstance(v, int) and not isinstance(v, bool) and v > 0]
+    return max(bounds) if bounds else default
+
+
+def estimate_tokens(body: Mapping[str, Any], default_max_tokens: int, *, endpoint: str | None = None) -> int:
+    """Upper-bound token cost of a request before it runs: prompt estimate + the generation
+    bound for every sequence it asks for (n, or best_of, per prompt of a completions batch).
+
+    Prompt estimate: CJK characters count one token each, other text one per 4 characters,
+    token-id prompts their length. `endpoint` ("chat" or "completions") defaults to the one
+    the body's shape says (messages or prompt).
     """
+    endpoint = endpoint or ("chat" if "messages" in body else "completions")
     texts: list[str] = []
+    token_ids = 0
+    prompts = 1
     messages = body.get("messages")
     if isinstance(messages, list):
         for m in messages:
@@ -117,8 +140,13 @@ def estimate_tokens(body: Mapping[str, Any], default_max_tokens: int) -> int:
     prompt = body.get("prompt")
     if isinstance(prompt, str):
         texts.append(prompt)
-    elif isinstance(prompt, list):
-        texts.extend(p for p in prompt if isinstance(p, str))
+    elif isinstance(prompt, list) and prompt:
+        if all(isinstance(p, int) for p in prompt):
+            token_ids += len(prompt)  # one prompt as token ids
+        else:
+            prompts = len(prompt)
+            texts.extend(p for p in prompt if isinstance(p, str))
+            token_ids += sum(len(p) for p in prompt if isinstance(p, list))
     wide = other = 0
     for text in texts:
         for ch in text:
@@ -126,11 +154,13 @@ def estimate_tokens(body: Mapping[str, Any], default_max_tokens: int) -> int:
                 wide += 1
             else:
                 other += 1
-    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
-    completion = max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else default_max_tokens
-    n = body.get("n")
-    choices = n if isinstance(n, int) and n > 0 else 1
-    return wide + math.ceil(other / 4) + completion * choices
+    completion = generation_bound(body, endpoint, default_max_tokens)
+    n, best_of = body.get("n"), body.get("best_of")
+    per_prompt = max(
+        n if isinstance(n, int) and n > 0 else 1,
+        best_of if isinstance(best_of, int) and best_of > 0 else 1,
+    )
+    return wide + math.ceil(other / 4) + token_ids + completion * per_prompt * prompts
 
 
 # ---------------------------------------------------------------------------------------

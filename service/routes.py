@@ -24,18 +24,24 @@ def _gateway(request: Request) -> Gateway:
     return _state(request).gateway
 
 
+LIVE_PATH = "/health/live"
+READY_PATHS = ("/health/ready", "/health")
+METRICS_PATH = "/metrics"
+# Every path this app answers other than with 404: the only values of a `route` metric label.
+KNOWN_PATHS = frozenset({LIVE_PATH, *READY_PATHS, METRICS_PATH, CHAT.path, COMPLETIONS.path, MODELS.path})
+
 health = APIRouter()
 
 
-@health.get("/health/live", include_in_schema=False)
+@health.get(LIVE_PATH, include_in_schema=False)
 async def live(request: Request) -> JSONResponse:
     state = _state(request)
     body: dict[str, Any] = state.describe()
     return JSONResponse(body, status_code=200 if state.engine.health.live else 503)
 
 
-@health.get("/health/ready", include_in_schema=False)
-@health.get("/health", include_in_schema=False)
+@health.get(READY_PATHS[0], include_in_schema=False)
+@health.get(READY_PATHS[1], include_in_schema=False)
 async def ready(request: Request) -> JSONResponse:
     state = _state(request)
     body: dict[str, Any] = state.describe()
@@ -63,7 +69,7 @@ async def models(request: Request) -> Response:
 metrics = APIRouter()
 
 
-@metrics.get("/metrics", include_in_schema=False)
+@metrics.get(METRICS_PATH, include_in_schema=False)
 async def metrics_endpoint(request: Request) -> Response:
     state = _state(request)
     token = state.settings.metrics_token

@@ -18,6 +18,7 @@ import uvicorn
 
 from service.app import build_engine, create_app
 from service.engine_process import EngineProcess
+from service.http_protocol import header_timeout_protocol
 from service.settings import ServiceSettings
 from service.state import ServiceState
 
@@ -61,7 +62,7 @@ def serve(settings: ServiceSettings, engine_process: EngineProcess | None = None
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        http=header_timeout_protocol(settings.header_timeout_s),
         lifespan="on",
         access_log=False,
         log_config=None,

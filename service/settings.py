@@ -10,6 +10,7 @@ the environment over the defaults. On an instance the environment is the instanc
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal, Self
 
@@ -136,6 +137,28 @@ class ServiceSettings(BaseSettings):
     )
     aws_poll_interval_s: float = Field(default=2.0, gt=0, description="IMDS poll period (detect <= 5 s)")
 
+    # --- abuse resistance: slow clients, per-key admission, bounds on one request's work -----
+    header_timeout_s: float = Field(
+        default=10.0, gt=0, description="time a client may take to send a request's headers; then the connection closes"
+    )
+    body_timeout_s: float = Field(
+        default=30.0, gt=0, description="time a client may take to send a request body (408 after)"
+    )
+    max_in_flight_per_key: int = Field(
+        default=128, ge=1, description="API requests one API key may have in flight on this instance (429 above)"
+    )
+    max_n: int = Field(
+        default=16, ge=1, description="most sequences one request may generate: n (or best_of) x prompts (400 above)"
+    )
+    max_constraint_bytes: int = Field(
+        default=32_768,
+        ge=256,
+        description="size limit of a request's structured-output constraints (schemas, regexes, grammars, choices)",
+    )
+    engine_time_limit_s: float = Field(
+        default=120.0, gt=0, description="longest one request (a stream too) may hold the engine; then it is aborted"
+    )
+
     # --- features: cache, timeout fallback, rate limits, intent routing, languages ----------
     redis_url: str | None = Field(
         default=None,
@@ -182,18 +205,47 @@ class ServiceSettings(BaseSettings):
             raise ValueError(f"{where}: {error['msg']}") from None
 
     def load_api_keys(self) -> tuple[bytes, ...]:
-        """The accepted keys (file + environment), as bytes for constant-time compare."""
-        keys = [key.get_secret_value() for key in self.api_keys]
+        """The accepted keys (file + environment), as bytes for constant-time compare.
+
+        The key file is UTF-8 (a leading byte-order mark is ignored), one key per line;
+        `#` starts a comment, on its own line or after a key; blank lines and the spaces
+        around a key are ignored. A key is 1-256 visible ASCII characters other than `#`
+        and `,` (what every HTTP client can send in a header); anything else stops the
+        service with the line that holds it."""
+        keys: list[str] = []
+        for index, secret in enumerate(self.api_keys, start=1):
+            key = secret.get_secret_value()
+            if problem := api_key_problem(key):
+                raise ValueError(f"api_keys: key {index} {problem}")
+            keys.append(key)
         if self.api_keys_file is not None:
             try:
-                text = self.api_keys_file.read_text(encoding="utf-8")
+                text = self.api_keys_file.read_bytes().decode("utf-8").removeprefix("\ufeff")
             except OSError as exc:
                 raise ValueError(f"api_keys_file: cannot read {self.api_keys_file}: {exc.strerror}") from exc
-            keys.extend(
-                line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")
-            )
+            except UnicodeDecodeError as exc:
+                raise ValueError(f"api_keys_file: {self.api_keys_file} is not UTF-8 text ({exc.reason})") from exc
+            for number, line in enumerate(text.splitlines(), start=1):
+                key = line.partition("#")[0].strip()
+                if not key:
+                    continue
+                if problem := api_key_problem(key):
+                    raise ValueError(f"api_keys_file: {self.api_keys_file}, line {number}: the key {problem}")
+                keys.append(key)
         if not keys and not self.auth_disabled:
             raise ValueError(
                 "api_keys_file: no API keys configured (--api-keys-file, LLM_SERVICE_API_KEYS or --auth-disabled)"
             )
-        return tuple(key.encode("utf-8") for key in keys)
+        return tuple(key.encode("ascii") for key in keys)
+
+
+_API_KEY = re.compile(r"[!-\"$-+\--~]{1,256}")  # visible ASCII (0x21-0x7E) but '#' (0x23) and ',' (0x2C)
+
+
+def api_key_problem(key: str) -> str | None:
+    """None for a usable API key, else what is wrong with it (never the key itself)."""
+    if _API_KEY.fullmatch(key):
+        return None
+    if len(key) > 256:
+        return f"is {len(key)} characters long; the maximum is 256"
+    return "holds a character that is not allowed; allowed: visible ASCII (0x21-0x7E) except '#' and ','"

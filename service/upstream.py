@@ -52,6 +52,10 @@ class UpstreamTimeoutError(UpstreamError):
     """The engine did not answer (or connect) in time."""
 
 
+class UpstreamTimeLimitError(UpstreamError):
+    """The gateway stopped the request: it held the engine past its time limit."""
+
+
 @dataclass(frozen=True)
 class Origin:
     scheme: str
@@ -168,9 +172,10 @@ class UpstreamResponse:
             parts.append(chunk)
         return b"".join(parts)
 
-    def abort(self, reason: str) -> None:
-        """Stop now: the engine sees the connection close (and aborts the generation)."""
-        self._fail(UpstreamError(reason))
+    def abort(self, reason: str, *, error: type[UpstreamError] = UpstreamError) -> None:
+        """Stop now: the engine sees the connection close (and aborts the generation); the
+        consumer's next read raises `error(reason)`."""
+        self._fail(error(reason))
         self._connection.close()
 
     async def aclose(self) -> None:

@@ -107,6 +107,18 @@ def test_policy_honours_cache_control() -> None:
     assert (no_cache.lookup, no_cache.store) == (False, True)
     no_store = cache_policy("chat", CHAT, {"cache-control": "max-age=0, no-store"}, settings)
     assert (no_store.lookup, no_store.store) == (False, False)
+    for headers in ({"cache-control": "max-age=0"}, {"Cache-Control": 'max-age="0"'}, {"pragma": "no-cache"}):
+        fresh = cache_policy("chat", CHAT, headers, settings)
+        assert (fresh.lookup, fresh.store) == (False, True), headers
+    assert cache_policy("chat", CHAT, {"cache-control": "max-age=60"}, settings).lookup
+
+
+def test_a_scoped_key_differs_per_scope() -> None:
+    shared = cache_key("chat", CHAT)
+    mine, theirs = cache_key("chat", CHAT, scope="a"), cache_key("chat", CHAT, scope="b")
+    assert len({shared, mine, theirs}) == 3
+    assert cache_key("chat", CHAT, scope="a") == mine
+    assert cache_policy("chat", CHAT, {}, CacheSettings(), scope="a").key == mine
 
 
 # --- memory tier ---------------------------------------------------------------------------

@@ -115,6 +115,26 @@ def test_token_estimate_counts_prompt_and_completion() -> None:
     assert estimate_tokens({"prompt": "abcdefgh"}, default_max_tokens=1) == 3
 
 
+def test_token_estimate_takes_what_the_engine_obeys() -> None:
+    """Chat: the larger of max_tokens and max_completion_tokens; completions: max_tokens only
+    (vLLM ignores max_completion_tokens there)."""
+    chat = {"messages": [{"role": "user", "content": "abcd"}]}
+    assert estimate_tokens({**chat, "max_tokens": 300, "max_completion_tokens": 2}, 100) == 1 + 300
+    assert estimate_tokens({**chat, "max_tokens": 2, "max_completion_tokens": 300}, 100) == 1 + 300
+    completion = {"prompt": "abcd", "max_completion_tokens": 2}
+    assert estimate_tokens({**completion, "max_tokens": 300}, 100) == 1 + 300
+    assert estimate_tokens(completion, 100) == 1 + 100  # the default: max_completion_tokens is no bound here
+    assert estimate_tokens({**chat, "max_tokens": 2}, 100, endpoint="completions") == 1 + 2
+
+
+def test_token_estimate_charges_every_sequence() -> None:
+    assert estimate_tokens({"prompt": "abcd", "max_tokens": 10, "n": 3}, 100) == 1 + 30
+    assert estimate_tokens({"prompt": "abcd", "max_tokens": 10, "n": 2, "best_of": 5}, 100) == 1 + 50
+    assert estimate_tokens({"prompt": ["abcd", "efgh", "ijkl"], "max_tokens": 10, "n": 2}, 100) == 3 + 60
+    assert estimate_tokens({"prompt": [1, 2, 3, 4, 5], "max_tokens": 10}, 100) == 5 + 10  # one prompt of token ids
+    assert estimate_tokens({"prompt": [[1, 2], [3, 4, 5]], "max_tokens": 10}, 100) == 5 + 20
+
+
 @pytest.mark.redis
 def test_two_instances_sharing_redis_share_a_keys_limit(redis_url: str) -> None:
     settings = RateLimitSettings(redis_url=redis_url, requests_per_minute=10, tokens_per_minute=10_000)

@@ -49,6 +49,8 @@ FINISH_S = 120.0
 TOKENS_CAP = 3000  # prompt + completion stay inside the session engine's 4096-token context
 DRAIN_WINDOWS = ("--drain-serve-s", str(SERVE_S), "--drain-finish-s", str(FINISH_S))
 CAP = ("--max-tokens-cap", str(TOKENS_CAP))
+# The held requests are slow bodies on purpose: give them longer than the whole drain can take.
+HELD_BODIES = ("--body-timeout-s", str(4 * FINISH_S))
 
 
 class HeldRequest:
@@ -164,12 +166,13 @@ def _attached_with_watchers(attach: Callable[..., Gateway], metadata_url: str, n
         "--gcp-metadata-url",
         metadata_url,
         *CAP,
+        *HELD_BODIES,
         name=name,
     )
 
 
 def test_drain_on_sigterm(attach: Callable[..., Gateway], tmp_path: Path) -> None:
-    gateway = attach(*DRAIN_WINDOWS, *CAP, name="sigterm")
+    gateway = attach(*DRAIN_WINDOWS, *CAP, *HELD_BODIES, name="sigterm")
     _drain_under_load(gateway, lambda: gateway.process.send_signal(signal.SIGTERM), tmp_path)
 
 

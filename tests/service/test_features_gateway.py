@@ -3,24 +3,25 @@ official openai SDK, against the session's real vLLM; per instance and through a
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import openai
 import pytest
 
 from tests.service.features_helpers import feature_env, feature_gateway, gateway_metric, sdk
-from tests.service.helpers import SERVED, Gateway
+from tests.service.helpers import SERVED, Gateway, free_port, wait_for
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
 # Long enough that 0.1 s can never see its end (the tiny model on a CPU: tens of ms per token).
 LONG_TOKENS = 400
 TINY_DEADLINE = {"x-request-timeout": "0.1"}
-# A stream's deadline covers only the wait for its first chunk, and on a quiet machine the
-# tiny model's first token comes back in under 0.1 s (CI saw `x-cache: miss`). 1 ms is
-# below any engine round trip (template, tokenizer, scheduler, one forward pass).
-FIRST_CHUNK_DEADLINE = {"x-request-timeout": "0.001"}
 TOKENS_PER_MINUTE = 500
 TOO_MANY_TOKENS = 600  # more than a whole minute's bucket: refused, and costs nothing
 
@@ -128,25 +129,122 @@ def test_cache_control_no_cache_goes_to_the_engine(memory_gw: Gateway) -> None:
 # --- timeout fallback -----------------------------------------------------------------
 
 
-def test_deadline_falls_back_to_the_cached_answer(memory_gw: Gateway) -> None:
-    client = sdk(memory_gw)
-    body = chat("A long answer to cache.", temperature=0, max_tokens=LONG_TOKENS, extra_body={"ignore_eos": True})
-    stored = client.chat.completions.create(**body)  # type: ignore[call-overload]
-    assert stored.usage is not None
-    assert stored.usage.completion_tokens == LONG_TOKENS
-    # no-cache skips the lookup, so the engine is asked and cannot finish in 0.1 s.
-    raw = client.chat.completions.with_raw_response.create(  # type: ignore[call-overload]
-        **body, extra_headers={"cache-control": "no-cache", **TINY_DEADLINE}
-    )
-    assert raw.headers["x-cache"] == "fallback"
-    assert raw.parse().choices[0].message.content == stored.choices[0].message.content
-    stream = client.chat.completions.with_raw_response.create(  # type: ignore[call-overload]
-        **body, stream=True, extra_headers={"cache-control": "no-cache", **FIRST_CHUNK_DEADLINE}
-    )
-    assert stream.headers["x-cache"] == "fallback"
-    text = "".join(c.choices[0].delta.content or "" for c in stream.parse() if c.choices)
-    assert text == stored.choices[0].message.content
-    assert gateway_metric(memory_gw, "llm_gateway_deadline_exceeded_total", outcome="fallback") >= 2
+class PausableProxy:
+    """A TCP proxy on 127.0.0.1 in front of the engine; while `paused()` no byte goes through,
+    in either direction, so a request sent then waits on its engine for as long as the test likes."""
+
+    def __init__(self, target_url: str) -> None:
+        parts = urlsplit(target_url)
+        assert parts.hostname is not None
+        assert parts.port is not None
+        self._target = (parts.hostname, parts.port)
+        self.port = free_port()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._flowing: asyncio.Event | None = None
+        self._server: asyncio.Server | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> PausableProxy:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        assert self._flowing is not None
+        self._loop.call_soon_threadsafe(self._flowing.clear)
+        try:
+            yield
+        finally:
+            self._loop.call_soon_threadsafe(self._flowing.set)
+
+    async def _start(self) -> None:
+        self._flowing = asyncio.Event()
+        self._flowing.set()
+        self._server = await asyncio.start_server(self._connect, "127.0.0.1", self.port)
+
+    async def _stop(self) -> None:
+        assert self._server is not None
+        assert self._flowing is not None
+        self._flowing.set()
+        self._server.close()
+
+    async def _connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            engine_reader, engine_writer = await asyncio.open_connection(*self._target)
+        except OSError:
+            writer.close()
+            return
+        await asyncio.gather(self._pump(reader, engine_writer), self._pump(engine_reader, writer))
+
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        assert self._flowing is not None
+        try:
+            while data := await reader.read(65536):
+                await self._flowing.wait()
+                writer.write(data)
+                await writer.drain()
+        except OSError:
+            pass
+        finally:
+            writer.close()
+
+
+@pytest.fixture(scope="module")
+def fallback_pair(
+    engine_url: str, redis_server: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Gateway, Gateway, PausableProxy]]:
+    """Two instances of one region (one Redis): `slow` reaches the engine through a proxy the
+    test can pause, `fast` directly."""
+    tmp = tmp_path_factory.mktemp("fallback")
+    with (
+        PausableProxy(engine_url) as proxy,
+        feature_gateway(tmp, proxy.url, "--redis-url", redis_server, name="fallback-slow") as slow,
+        feature_gateway(tmp, engine_url, "--redis-url", redis_server, name="fallback-fast") as fast,
+    ):
+        yield slow, fast, proxy
+
+
+def test_deadline_falls_back_to_an_answer_cached_meanwhile(
+    fallback_pair: tuple[Gateway, Gateway, PausableProxy], redis_url: str
+) -> None:
+    """A request whose engine does not answer within its deadline gets the answer another
+    instance stored for the same request meanwhile (`x-cache: fallback`), as JSON or as a stream."""
+    slow, fast, proxy = fallback_pair
+    assert redis_url  # an empty Redis: nothing is cached yet
+    for stream in (False, True):
+        body = chat(f"Answered elsewhere meanwhile ({stream=}).", temperature=0, max_tokens=8)
+        misses = gateway_metric(slow, "llm_gateway_cache_lookups_total", result="miss")
+        with proxy.paused(), ThreadPoolExecutor(1) as pool:
+            late = pool.submit(
+                sdk(slow).chat.completions.with_raw_response.create,  # type: ignore[arg-type]
+                **body,
+                stream=stream,
+                extra_headers={"x-request-timeout": "3"},
+            )
+            wait_for(
+                lambda misses=misses: gateway_metric(slow, "llm_gateway_cache_lookups_total", result="miss") > misses,
+                30,
+                "the lookup that misses",
+            )
+            stored = sdk(fast).chat.completions.create(**body)  # type: ignore[call-overload]
+            raw = late.result(timeout=60)
+        assert raw.headers["x-cache"] == "fallback"
+        if stream:
+            text = "".join(c.choices[0].delta.content or "" for c in raw.parse() if c.choices)
+        else:
+            text = raw.parse().choices[0].message.content
+        assert text == stored.choices[0].message.content
+    assert gateway_metric(slow, "llm_gateway_deadline_exceeded_total", outcome="fallback") == 2
 
 
 @pytest.mark.parametrize("temperature", [0, 0.8], ids=["nothing-cached", "not-cacheable"])

@@ -181,7 +181,7 @@ def test_an_unreachable_pool_is_a_retryable_503(dead_pool: Gateway, stream: bool
     assert err.value.response.headers["retry-after"] == "5"
     error = err.value.response.json()["error"]
     assert error["code"] == "engine_unavailable"
-    assert "connect to 127.0.0.1:" in error["message"]
+    assert "127.0.0.1" not in error["message"]  # the pool's address is the operator's business
     # The local pool is unaffected.
     answer = sdk(dead_pool).chat.completions.create(
         model=SERVED, messages=[{"role": "user", "content": "hi"}], max_tokens=1

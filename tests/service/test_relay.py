@@ -6,7 +6,6 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
 
 import pytest
 
@@ -190,34 +189,44 @@ TOKEN_EVENT = b'data: {"id":"c","choices":[{"delta":{"content":"\\"usage\\":{"}}
 DONE = b"data: [DONE]\n\n"
 
 
-class TestUsageTap:
-    def _tap(self, *, strip: bool) -> tuple[UsageTap, list[dict[str, Any]]]:
-        seen: list[dict[str, Any]] = []
-        return UsageTap(seen.append, strip=strip), seen
+RUNNING_EVENT = b'data: {"id":"c","choices":[{"text":"a"}],"usage":{"prompt_tokens":3,"completion_tokens":1}}\n\n'
 
+
+class TestUsageTap:
     def test_token_events_pass_unchanged(self) -> None:
-        tap, seen = self._tap(strip=True)
+        tap = UsageTap(strip=True)
         # Content that *talks about* usage is JSON-escaped: it never looks like the usage key.
         assert tap(TOKEN_EVENT) == TOKEN_EVENT
-        assert seen == []
+        assert tap.usage is None
 
     @pytest.mark.parametrize("strip", [True, False])
     def test_usage_event_counted_and_stripped_on_request(self, strip: bool) -> None:
-        tap, seen = self._tap(strip=strip)
+        tap = UsageTap(strip=strip)
         out = tap(TOKEN_EVENT + USAGE_EVENT + DONE)
-        assert seen == [{"prompt_tokens": 3, "completion_tokens": 5}]
+        assert tap.usage == {"prompt_tokens": 3, "completion_tokens": 5}
         assert out == (TOKEN_EVENT + DONE if strip else TOKEN_EVENT + USAGE_EVENT + DONE)
 
     def test_marker_split_across_pieces(self) -> None:
-        tap, seen = self._tap(strip=True)
+        tap = UsageTap(strip=True)
         stream = TOKEN_EVENT + USAGE_EVENT + DONE
         split = len(TOKEN_EVENT) + USAGE_EVENT.index(b'"usage"') + 4
         out = tap(stream[:split]) + tap(stream[split:]) + tap.flush()
         assert out == TOKEN_EVENT + DONE
-        assert seen == [{"prompt_tokens": 3, "completion_tokens": 5}]
+        assert tap.usage == {"prompt_tokens": 3, "completion_tokens": 5}
+
+    def test_running_counts_are_not_the_total(self) -> None:
+        """continuous_usage_stats: every event carries a running count; only the total counts,
+        and the running events reach the client unchanged."""
+        tap = UsageTap(strip=True)
+        assert tap(RUNNING_EVENT * 3) == RUNNING_EVENT * 3
+        assert tap.usage == {"prompt_tokens": 3, "completion_tokens": 1}  # before the total: the last count
+        assert not tap.has_total
+        assert tap(USAGE_EVENT + DONE) == DONE
+        assert tap.usage == {"prompt_tokens": 3, "completion_tokens": 5}
+        assert tap.has_total
 
     def test_unterminated_tail_is_flushed_unchanged(self) -> None:
-        tap, _seen = self._tap(strip=True)
+        tap = UsageTap(strip=True)
         assert tap(TOKEN_EVENT + b"data: {partial") == TOKEN_EVENT
         assert tap.flush() == b"data: {partial"
 

@@ -84,6 +84,44 @@ class TestSettings:
         with pytest.raises(ValueError, match="api_keys_file: cannot read"):
             settings(api_keys_file=tmp_path / "missing").load_api_keys()
 
+    def test_key_file_format(self, tmp_path: Path) -> None:
+        """A byte-order mark is not part of the first key; `#` starts a comment anywhere."""
+        keys = tmp_path / "keys"
+        keys.write_bytes("\ufeffsk-one  # team a\n\t# sk-retired\nsk-two#bots\r\n \r\n".encode())
+        assert settings(api_keys="", api_keys_file=keys).load_api_keys() == (b"sk-one", b"sk-two")
+
+    @pytest.mark.parametrize(
+        ("content", "message"),
+        [
+            ("sk-one\nsk-clé\n".encode(), r"keys, line 2: the key holds a character that is not allowed"),
+            (b"sk-one\nsk two\n", r"keys, line 2: the key holds a character that is not allowed"),
+            (("x" * 257).encode(), r"keys, line 1: the key is 257 characters long; the maximum is 256"),
+            (b"\xff\xfe", r"is not UTF-8 text"),
+        ],
+        ids=["non-ascii", "space", "too-long", "not-utf8"],
+    )
+    def test_a_bad_key_file_names_the_line(self, tmp_path: Path, content: bytes, message: str) -> None:
+        keys = tmp_path / "keys"
+        keys.write_bytes(content)
+        with pytest.raises(ValueError, match=r"^api_keys_file: .*" + message) as err:
+            settings(api_keys="", api_keys_file=keys).load_api_keys()
+        assert "clé" not in str(err.value)  # never the key itself
+        with pytest.raises(ValueError, match=r"^api_keys: key 2 holds a character that is not allowed"):
+            settings(api_keys="sk-a,sk-ü").load_api_keys()
+
+    def test_a_bad_key_file_stops_the_service_in_one_line(self, tmp_path: Path) -> None:
+        keys = tmp_path / "keys"
+        keys.write_text("sk-fine\nsk-ünïcode\n", encoding="utf-8")
+        argv = ["--model", "m", "--served-model-name", "s", "--api-keys-file", str(keys)]
+        result = subprocess.run(
+            [sys.executable, "-m", "service", *argv], cwd=REPO, capture_output=True, text=True, timeout=60, check=False
+        )
+        assert result.returncode == 2
+        assert result.stderr.startswith(
+            f"error: --api-keys-file (LLM_SERVICE_API_KEYS_FILE): {keys}, line 2: the key holds a character"
+        )
+        assert result.stderr.count("\n") == 1
+
 
 def test_engine_argv_cpu_and_gpu() -> None:
     cpu = engine_argv(settings(max_model_len=2048), 9001, gpu=False)
@@ -101,7 +139,8 @@ def test_engine_argv_cpu_and_gpu() -> None:
 class TestAuth:
     def test_keys(self) -> None:
         auth = ApiKeyAuth((b"one", b"two"))
-        auth.check("Bearer two")
+        assert auth.check("Bearer two") == "two"
+        assert ApiKeyAuth((), disabled=True).check("Bearer anything") == "anonymous"
         for header, code in [
             (None, "missing_api_key"),
             ("Bearer three", "invalid_api_key"),
