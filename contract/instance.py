@@ -171,6 +171,10 @@ class BootContract(_Frozen):
     stop_timeout_s: int = Field(ge=1)
     cold_start_s: int = Field(ge=1)
     asg_name: str | None = None  # AWS: the region's Auto Scaling group (metrics dimension, hooks)
+    log_group: str | None = None  # AWS: the CloudWatch Logs group of the region's instances
+    # Where the container's logs go: the cloud's log service through docker's own driver
+    # (awslogs / gcplogs, with a rotated local cache), or rotated files (json-file).
+    log_driver: Literal["awslogs", "gcplogs", "json-file"] = "json-file"
     gcp_project: str | None = None
 
     @model_validator(mode="after")
@@ -181,6 +185,10 @@ class BootContract(_Frozen):
             raise ValueError("gcp_project: required on gcp")
         if self.cloud == Cloud.AWS and not self.asg_name:
             raise ValueError("asg_name: required on aws")
+        if self.log_driver == "awslogs" and (self.cloud != Cloud.AWS or not self.log_group):
+            raise ValueError("log_driver: awslogs needs an aws instance and its log_group")
+        if self.log_driver == "gcplogs" and self.cloud != Cloud.GCP:
+            raise ValueError("log_driver: gcplogs is for gcp instances")
         return self
 
 

@@ -48,7 +48,8 @@ CPU_ENGINE_ENV = {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CPU_OMP_THREADS_BIND": "n
 @dataclass(frozen=True)
 class HostOverrides:
     """What differs when several instances share one host without a GPU (and tests cannot wait
-    a cloud's drain windows): every other value is the fleet's contract."""
+    a cloud's drain windows), and its container runtime has no cloud log drivers: every other
+    value is the fleet's contract."""
 
     port: int
     metrics_port: int
@@ -84,7 +85,8 @@ class HostOverrides:
             "aws_poll_interval_s": self.aws_poll_interval_s,
             "log_level": self.log_level,
         }
-        boot = contract.boot.model_dump() | {"container_name": self.container_name}
+        # podman has no awslogs / gcplogs driver: rotated files (the boot log still ships on AWS).
+        boot = contract.boot.model_dump() | {"container_name": self.container_name, "log_driver": "json-file"}
         return InstanceContract.model_validate({"boot": boot, "service": service})
 
 

@@ -37,6 +37,7 @@ from contract.instance import (
     ServiceContract,
 )
 from infra.config import Fleet, Quantization, RegionSpec
+from infra.naming import aws_group_name, instance_log_group
 
 # AWS user data is at most 16 KB in raw form, before base64 (EC2 User Guide, "Run commands when
 # you launch an EC2 instance with user data input"), so it goes gzip-compressed: cloud-init
@@ -65,7 +66,6 @@ __all__ = [
     "IN_FLIGHT_METRIC",
     "LIFECYCLE_HOOK",
     "METRICS_NAMESPACE",
-    "aws_group_name",
     "aws_user_data",
     "instance_contract",
     "render_boot_script",
@@ -73,11 +73,6 @@ __all__ = [
     "render_user_data",
     "stop_timeout_s",
 ]
-
-
-def aws_group_name(fleet: Fleet, region: RegionSpec) -> str:
-    """The region's Auto Scaling group (the stack names it so; the agents address it)."""
-    return f"{fleet.project}-{region.region}-gpu"
 
 
 def engine_quantization(fleet: Fleet) -> str | None:
@@ -108,6 +103,8 @@ def instance_contract(fleet: Fleet, region: RegionSpec) -> InstanceContract:
         stop_timeout_s=stop_timeout_s(cloud),
         cold_start_s=fleet.cold_start_s(region),
         asg_name=aws_group_name(fleet, region) if cloud == Cloud.AWS else None,
+        log_group=instance_log_group(fleet, region) if cloud == Cloud.AWS else None,
+        log_driver="awslogs" if cloud == Cloud.AWS else "gcplogs",
         gcp_project=fleet.gcp.project if cloud == Cloud.GCP else None,
     )
     service = ServiceContract(
@@ -172,10 +169,12 @@ def boot_settings(contract: InstanceContract) -> dict[str, str]:
         "WEIGHTS_IN_CONTAINER": facts.WEIGHTS_IN_CONTAINER,
         "MODEL_CACHE_IN_CONTAINER": facts.MODEL_CACHE_IN_CONTAINER,
         "DLAMI_NVME": facts.DLAMI_NVME_MOUNT,
+        "LOG_DRIVER": b.log_driver,
     }
     if b.cloud == Cloud.AWS:
         settings |= {
             "ASG": b.asg_name or "",
+            "LOG_GROUP": b.log_group or "",
             "AWS_METRICS_NAMESPACE": facts.AWS_METRICS_NAMESPACE,
             "AWS_IN_FLIGHT_METRIC": facts.AWS_IN_FLIGHT_METRIC,
             "AWS_GPU_METRIC": facts.AWS_GPU_UTILIZATION_METRIC,

@@ -7,6 +7,8 @@ the stacks both import it).
 - `instance_log_group(fleet, region)`: the CloudWatch Logs group of an AWS region's instances
   (boot log and the service's JSON logs). The regional stack creates it (KMS, retention) and
   lets the instance role write to it; the boot script ships to it.
+- `aws_group_name(fleet, region)`: the region's Auto Scaling group; the stack names it so and
+  the instance's agents address it (metrics dimension, lifecycle hook, liveness).
 """
 
 from __future__ import annotations
@@ -19,6 +21,10 @@ from infra.config import Fleet, RegionSpec
 def instance_log_group(fleet: Fleet, region: RegionSpec) -> str:
     """`/<project>-<region>/instances`, beside the region's `/<project>-<region>/vpc-flow-logs`."""
     return f"/{fleet.project}-{region.region}/instances"
+
+
+def aws_group_name(fleet: Fleet, region: RegionSpec) -> str:
+    return f"{fleet.project}-{region.region}-gpu"
 
 
 def state_kms_alias(bucket: str) -> str:

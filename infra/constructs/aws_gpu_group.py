@@ -79,6 +79,7 @@ class AwsGpuGroup(Construct):
         id_: str,
         *,
         name: str,
+        group_name: str,
         vpc_id: str,
         subnet_ids: Sequence[str],
         alb_security_group_id: str,
@@ -198,7 +199,7 @@ class AwsGpuGroup(Construct):
         self.asg = AutoscalingGroup(
             self,
             "asg",
-            name=f"{name}-gpu",
+            name=group_name,
             min_size=min_size,
             max_size=max_size,
             vpc_zone_identifier=list(subnet_ids),
@@ -266,7 +267,7 @@ class AwsGpuGroup(Construct):
             autoscaling_group_name=self.asg.name,
             policy_type="TargetTrackingScaling",
             estimated_instance_warmup=cold_start_s,
-            target_tracking_configuration=_target_tracking(autoscale_metric, autoscale_target, f"{name}-gpu"),
+            target_tracking_configuration=_target_tracking(autoscale_metric, autoscale_target, group_name),
         )
 
 

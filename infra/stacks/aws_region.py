@@ -23,7 +23,7 @@ from infra.constructs.aws_gpu_group import AwsGpuGroup
 from infra.constructs.aws_instance_role import AwsInstanceRole
 from infra.constructs.aws_load_balancer import AwsLoadBalancer
 from infra.constructs.aws_network import LOG_RETENTION_DAYS, AwsNetwork
-from infra.naming import instance_log_group
+from infra.naming import aws_group_name, instance_log_group
 from infra.stacks.common import Backend, FleetStack
 
 # ALB idle timeout: a non-streaming generation of max_tokens must fit; streams send bytes often.
@@ -83,7 +83,7 @@ class AwsRegionStack(FleetStack):
             deregistration_delay_s=drain_s,
             idle_timeout_s=ALB_IDLE_TIMEOUT_S,
         )
-        asg_name = f"{name}-gpu"
+        asg_name = aws_group_name(fleet, region)
         self.instance_role = AwsInstanceRole(
             self,
             "instance",
@@ -102,6 +102,7 @@ class AwsRegionStack(FleetStack):
             self,
             "gpu",
             name=name,
+            group_name=asg_name,
             vpc_id=self.network.vpc.id,
             subnet_ids=[s.id for s in self.network.private_subnets],
             alb_security_group_id=self.lb.security_group.id,

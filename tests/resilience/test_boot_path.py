@@ -68,7 +68,7 @@ def test_the_local_user_data_is_the_clouds_but_for_the_host_facts(region: Resili
     """What a local instance runs is the fleet's rendering, with only the per-host facts
     (ports, container name, a CPU engine, scaled windows) different."""
     allowed = {
-        "SERVICE_PORT", "METRICS_PORT", "CONTAINER_NAME", "DEVICE",
+        "SERVICE_PORT", "METRICS_PORT", "CONTAINER_NAME", "DEVICE", "LOG_DRIVER",
         "LLM_SERVICE_PORT", "LLM_SERVICE_METRICS_PORT", "LLM_SERVICE_DEVICE", "LLM_SERVICE_ENGINE_ARGS",
         "LLM_SERVICE_ENGINE_ENV", "LLM_SERVICE_DRAIN_SERVE_S", "LLM_SERVICE_DRAIN_FINISH_S",
         "LLM_SERVICE_GCP_DRAIN_SERVE_S", "LLM_SERVICE_GCP_DRAIN_FINISH_S", "LLM_SERVICE_ENGINE_STOP_TIMEOUT_S",
@@ -83,6 +83,20 @@ def test_the_local_user_data_is_the_clouds_but_for_the_host_facts(region: Resili
         differing = {line.split("=", 1)[0] for line in (fleet_rendering ^ ran)}
         assert differing <= allowed, differing - allowed
         assert {"SERVICE_PORT", "CONTAINER_NAME", "DEVICE"} <= differing  # the host facts did differ
+
+
+def test_the_aws_boot_log_reaches_cloudwatch_logs(region: ResilienceRegion) -> None:
+    """Boot failures are visible without SSH: the boot log is in the region's instance log group
+    (the stack's), in a stream named for the instance."""
+    i1 = region.region.instance("i1")
+    assert i1.identity is not None
+    group = i1.m.contract.boot.log_group
+    assert group is not None
+    logs = region.moto.client("logs", i1.region.region)
+    events = logs.get_log_events(logGroupName=group, logStreamName=f"{i1.identity.instance_id}/boot")["events"]
+    messages = [event["message"] for event in events]
+    assert any("boot: done" in message for message in messages), messages[-5:]
+    assert any("Login Succeeded" in message for message in messages)
 
 
 def test_the_image_is_the_dockerfiles_and_carries_no_iac(region: ResilienceRegion) -> None:

@@ -6,7 +6,7 @@
 LOG_DIR=$ROOT/var/log/llm-fleet
 mkdir -p "$LOG_DIR"
 exec > >(tee -a "$LOG_DIR/boot.log") 2>&1
-trap 'log "FAILED at line $LINENO: $BASH_COMMAND"' ERR
+trap 'log "FAILED at line $LINENO: $BASH_COMMAND"; trap - ERR; ship_boot_log' ERR
 log "boot: $STACK pool $POOL, image $IMAGE, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 
 command -v docker >/dev/null || die "docker is not on this image (the GPU images named in the stacks ship it)"
@@ -156,3 +156,4 @@ esac
 systemctl daemon-reload
 systemctl enable --now "${units[@]}"
 log "boot: done; ${units[*]} started"
+ship_boot_log

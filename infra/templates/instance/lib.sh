@@ -58,3 +58,20 @@ gauge() {  # gauge NAME: the gateway's Prometheus gauge, from its loopback metri
 gpu_utilization() {  # mean utilisation of the instance's GPUs, in percent
   nvidia-smi --query-gpu=utilization.gpu --format=csv,noheader,nounits | awk '{ s += $1 } END { if (NR) print s / NR; else exit 1 }'
 }
+
+ship_boot_log() {  # AWS: the boot log to the region's instance log group (seen without SSH)
+  [[ $CLOUD == aws && -n ${LOG_GROUP:-} && -f ${LOG_DIR:-}/boot.log ]] || return 0
+  local id stream
+  id=${INSTANCE_ID:-$(imds meta-data/instance-id)} || return 0
+  stream="$id/boot"
+  aws logs create-log-stream --region "$REGION" --log-group-name "$LOG_GROUP" --log-stream-name "$stream" \
+    >/dev/null 2>&1 || true
+  python3 - "$LOG_DIR/boot.log" >"$LOG_DIR/boot-events.json" <<'PY'
+import json, sys, time
+now = int(time.time() * 1000)
+lines = [line.rstrip("\n")[:8000] for line in open(sys.argv[1], errors="replace")][-5000:]
+print(json.dumps([{"timestamp": now, "message": line or " "} for line in lines]))
+PY
+  aws logs put-log-events --region "$REGION" --log-group-name "$LOG_GROUP" --log-stream-name "$stream" \
+    --log-events "file://$LOG_DIR/boot-events.json" >/dev/null || log "boot log not shipped to $LOG_GROUP"
+}
