@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import httpx
 
-from service.engine_process import free_port
+from service.engine.process import free_port
 
 __all__ = ["LocalError", "free_port", "http_status", "wait_until"]
 

@@ -34,7 +34,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from service.engine_process import free_port
+from service.engine.process import free_port
 from service.relay import usage_in
 from service.upstream import UpstreamPool
 

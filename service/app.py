@@ -15,8 +15,9 @@ from starlette.responses import Response
 from service import preemption, routes
 from service.auth import ApiKeyAuth
 from service.drain import DrainController
+from service.engine.process import EngineProcess
+from service.engine.supervisor import EngineSupervisor
 from service.engine_client import EngineClient, HttpEngineClient
-from service.engine_process import EngineProcess
 from service.errors import error_response
 from service.features import FeatureChain, build_pool_clients
 from service.metrics import GatewayMetrics
@@ -25,7 +26,6 @@ from service.pools import PoolRouter
 from service.proxy import PUBLIC_ROUTES, AdmissionPolicy, Gateway
 from service.settings import ServiceSettings
 from service.state import ServiceState
-from service.supervisor import EngineSupervisor
 
 log = logging.getLogger("service")
 

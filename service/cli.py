@@ -116,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings.load_api_keys()  # an unusable key file stops us before anything starts
         if settings.supervised:
-            from service.engine_process import check_model_context
+            from service.engine.process import check_model_context
 
             check_model_context(settings)  # a context the model cannot serve, before vLLM starts
     except ValueError as exc:
@@ -126,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if settings.supervised:
         # vLLM takes tens of seconds to start, the gateway's own imports about one: start the
         # engine first, so the gateway is ready when vLLM is (the supervisor adopts it).
-        from service.engine_process import EngineProcess
+        from service.engine.process import EngineProcess
 
         engine = EngineProcess(settings)
         engine.start()

@@ -31,9 +31,9 @@ from starlette.types import Receive
 
 from service.auth import ANONYMOUS_KEY, ApiKeyAuth
 from service.drain import DrainController
+from service.engine.health import EngineHealth, EnginePhase
 from service.engine_client import EngineClient, EngineUnavailableError, forwardable_headers
 from service.errors import ApiError, engine_error
-from service.health import EngineHealth, EnginePhase
 from service.keyslots import KeySlots
 from service.metrics import GatewayMetrics
 from service.middleware import after_response

@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from service.drain import DrainBudget, DrainController
+from service.engine.supervisor import EngineSupervisor
 from service.metrics import GatewayMetrics
 from service.middleware import InFlight
 from service.proxy import Gateway
 from service.settings import ServiceSettings
-from service.supervisor import EngineSupervisor
 
 log = logging.getLogger("service")
 

@@ -20,7 +20,7 @@ import pytest
 import redis
 from hypothesis import settings
 
-from service.engine_process import free_port
+from service.engine.process import free_port
 
 # vLLM on CPU binds every engine's OpenMP threads to core 0 by default ("auto"); with
 # several engines in one session (the shared engine, the resilience region, a restart)

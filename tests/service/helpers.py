@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from service.engine_process import free_port
+from service.engine.process import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_MODEL = REPO / ".cache" / "tiny-model"

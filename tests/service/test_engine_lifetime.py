@@ -23,7 +23,7 @@ import httpx
 import psutil
 import pytest
 
-from service.engine_launch import PR_SET_PDEATHSIG
+from service.engine.launch import PR_SET_PDEATHSIG
 from tests.service.helpers import API_KEY, REPO, SERVED, TINY_MODEL, free_port, status_of, wait_for
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
@@ -138,7 +138,7 @@ def test_the_launcher_ties_a_child_to_its_parent(tmp_path: Path) -> None:
     pid_file = tmp_path / "child.pid"
     parent_code = (
         "import subprocess, sys, os, time\n"
-        "child = subprocess.Popen([sys.executable, '-m', 'service.engine_launch', str(os.getpid()), '--',"
+        "child = subprocess.Popen([sys.executable, '-m', 'service.engine.launch', str(os.getpid()), '--',"
         " 'sleep', '300'], start_new_session=True)\n"
         f"open({str(pid_file)!r}, 'w').write(str(child.pid))\n"
         "time.sleep(300)\n"

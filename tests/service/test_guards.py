@@ -18,6 +18,7 @@ import uvicorn
 from prometheus_client import CollectorRegistry
 
 from service.app import create_app
+from service.engine.supervisor import EngineSupervisor
 from service.engine_client import HttpEngineClient
 from service.errors import ApiError, engine_error
 from service.features import FeatureChain
@@ -35,7 +36,6 @@ from service.protocol import (
 )
 from service.ratelimit import Limits, MemoryRateLimiter
 from service.settings import ServiceSettings
-from service.supervisor import EngineSupervisor
 from service.upstream import UpstreamResponse
 from tests.service.helpers import free_port, wait_for
 

@@ -1,6 +1,6 @@
 """The engine's lifecycle: spawn vLLM (or attach to a running engine), warm it up, probe it,
 restart it with exponential backoff, and give up after the restart limit. The process
-itself is `service.engine_process`."""
+itself is `service.engine.process`."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import logging
 import time
 from collections.abc import Callable
 
+from service.engine.health import EngineHealth, EnginePhase
+from service.engine.process import EngineProcess
 from service.engine_client import EngineUnavailableError, HttpEngineClient
-from service.engine_process import EngineProcess
-from service.health import EngineHealth, EnginePhase
 from service.settings import ServiceSettings
 
 log = logging.getLogger("service.engine")

@@ -4,7 +4,7 @@ Only the standard library and the settings: `python -m service` starts the engin
 before importing the web stack, so the engine's long start overlaps the gateway's own
 (about a second of imports), and the gateway is ready as soon as vLLM is.
 
-The engine never outlives the gateway: it starts through `service.engine_launch`, which ties
+The engine never outlives the gateway: it starts through `service.engine.launch`, which ties
 it to the gateway with a parent-death signal (a SIGKILLed gateway takes its engine along).
 Its output passes through the gateway (to the engine log file, or the gateway's stdout), which
 keeps the last lines: an engine that exits during start with a configuration error (vLLM
@@ -167,7 +167,7 @@ class EngineProcess:
         if settings.engine_log_file is not None and self._log is None:
             self._log = settings.engine_log_file.open("ab")
         log.info("starting engine", extra={"argv": argv})
-        launcher = [sys.executable, "-m", "service.engine_launch", str(os.getpid()), "--"]
+        launcher = [sys.executable, "-m", "service.engine.launch", str(os.getpid()), "--"]
         self._tail.clear()
         self._process = subprocess.Popen(
             launcher + argv,

@@ -1,4 +1,4 @@
-"""`python -m service.engine_launch PARENT_PID -- ARGV...`: exec ARGV, tied to its parent.
+"""`python -m service.engine.launch PARENT_PID -- ARGV...`: exec ARGV, tied to its parent.
 
 The engine runs in a process group of its own (the gateway stops the whole group), so it
 would survive a gateway killed with SIGKILL as an orphan holding its port and its memory.
@@ -33,7 +33,7 @@ def tie_to_parent(parent_pid: int) -> None:
 
 def main(argv: list[str]) -> None:
     if len(argv) < 3 or argv[1] != "--" or not argv[0].isdigit():
-        raise SystemExit("usage: python -m service.engine_launch PARENT_PID -- ARGV...")
+        raise SystemExit("usage: python -m service.engine.launch PARENT_PID -- ARGV...")
     tie_to_parent(int(argv[0]))
     os.execvp(argv[2], argv[2:])  # noqa: S606 - become the engine: its argv, no shell
 
