@@ -66,7 +66,7 @@ class FeaturesContract(_Frozen):
 
 class ServiceContract(_Frozen):
     """The service container's settings. Every field is a field of the service's settings
-    (`service.settings.ServiceSettings`) of the same name; None means the service's default."""
+    (`service.config.settings.ServiceSettings`) of the same name; None means the service's default."""
 
     # the model and the engine
     model: str = Field(min_length=1)

@@ -125,7 +125,7 @@ def bench_classifier(rounds: int) -> list[dict[str, Any]]:
 
 async def bench_memory(calls: int) -> list[dict[str, Any]]:
     from service.cache import ResponseCache, cache_key
-    from service.features_settings import CacheSettings
+    from service.config.features import CacheSettings
     from service.ratelimit import Limits, MemoryRateLimiter
 
     cache = ResponseCache(CacheSettings())
@@ -147,7 +147,7 @@ async def bench_redis(url: str, calls: int) -> list[dict[str, Any]]:
     from redis.asyncio import Redis
 
     from service.cache import ResponseCache
-    from service.features_settings import CacheSettings
+    from service.config.features import CacheSettings
     from service.ratelimit import Limits, RedisRateLimiter
 
     client = Redis.from_url(url)

@@ -14,6 +14,7 @@ from starlette.responses import Response
 
 from service import preemption, routes
 from service.auth import ApiKeyAuth
+from service.config.settings import ServiceSettings
 from service.drain import DrainController
 from service.engine.process import EngineProcess
 from service.engine.supervisor import EngineSupervisor
@@ -24,7 +25,6 @@ from service.metrics import GatewayMetrics
 from service.middleware import GatewayMiddleware, InFlight
 from service.pools import PoolRouter
 from service.proxy import PUBLIC_ROUTES, AdmissionPolicy, Gateway
-from service.settings import ServiceSettings
 from service.state import ServiceState
 
 log = logging.getLogger("service")

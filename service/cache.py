@@ -29,7 +29,7 @@ from prometheus_client import CollectorRegistry, Counter
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from service.features_settings import CacheSettings
+from service.config.features import CacheSettings
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from service.cache import CachedResponse, ResponseCache
-from service.features_settings import FallbackSettings
+from service.config.features import FallbackSettings
 
 T = TypeVar("T")
 

@@ -33,10 +33,10 @@ from service.cache import (
     cache_policy,
     replay_as_sse,
 )
+from service.config.features import FeaturesSettings
 from service.engine_client import EngineClient, HttpEngineClient
 from service.errors import ApiError
 from service.fallback import InvalidTimeoutHeaderError, RequestTimeoutError, request_deadline, run_with_fallback
-from service.features_settings import FeaturesSettings
 from service.intent import request_text
 from service.language import LanguageCounter, detect_language, with_language_instruction
 from service.pools import MODEL_USED_HEADER, ModelNotFoundError, PoolRouter, RouteDecision

@@ -16,7 +16,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
 
-from service.features_settings import LanguageSettings
+from service.config.features import LanguageSettings
 
 UNDETERMINED = "und"
 _MAX_CHARS = 2000

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from contract.instance import PoolRoute
-from service.features_settings import RoutingSettings
+from service.config.features import RoutingSettings
 from service.intent import Intent, classify
 
 AUTO = "auto"

@@ -30,6 +30,7 @@ from starlette.responses import Response
 from starlette.types import Receive
 
 from service.auth import ANONYMOUS_KEY, ApiKeyAuth
+from service.config.settings import ServiceSettings
 from service.drain import DrainController
 from service.engine.health import EngineHealth, EnginePhase
 from service.engine_client import EngineClient, EngineUnavailableError, forwardable_headers
@@ -46,7 +47,6 @@ from service.protocol import (
     parse_json_object,
 )
 from service.relay import TIME_LIMIT_CODE, PassthroughResponse, StreamEnd, StreamRelay, UsageTap, usage_in
-from service.settings import ServiceSettings
 from service.upstream import UpstreamError
 
 T = TypeVar("T")

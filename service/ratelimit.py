@@ -29,7 +29,7 @@ from typing import Any, Literal, Protocol
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from service.features_settings import RateLimitSettings
+from service.config.features import RateLimitSettings
 
 log = logging.getLogger(__name__)
 

@@ -17,9 +17,9 @@ from collections.abc import Callable, Generator
 import uvicorn
 
 from service.app import build_engine, create_app
+from service.config.settings import ServiceSettings
 from service.engine.process import EngineProcess
 from service.http_protocol import header_timeout_protocol
-from service.settings import ServiceSettings
 from service.state import ServiceState
 
 log = logging.getLogger("service")

@@ -7,12 +7,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from service.config.settings import ServiceSettings
 from service.drain import DrainBudget, DrainController
 from service.engine.supervisor import EngineSupervisor
 from service.metrics import GatewayMetrics
 from service.middleware import InFlight
 from service.proxy import Gateway
-from service.settings import ServiceSettings
 
 log = logging.getLogger("service")
 

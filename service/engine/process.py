@@ -30,7 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-from service.settings import ServiceSettings
+from service.config.settings import ServiceSettings
 
 log = logging.getLogger("service.engine")
 

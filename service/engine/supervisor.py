@@ -10,10 +10,10 @@ import logging
 import time
 from collections.abc import Callable
 
+from service.config.settings import ServiceSettings
 from service.engine.health import EngineHealth, EnginePhase
 from service.engine.process import EngineProcess
 from service.engine_client import EngineUnavailableError, HttpEngineClient
-from service.settings import ServiceSettings
 
 log = logging.getLogger("service.engine")
 

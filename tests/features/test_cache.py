@@ -24,7 +24,7 @@ from service.cache import (
     canonical_json,
     replay_as_sse,
 )
-from service.features_settings import CacheSettings
+from service.config.features import CacheSettings
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "temperature": 0, "max_tokens": 16}
 

@@ -7,13 +7,13 @@ import asyncio
 import pytest
 
 from service.cache import ResponseCache, cache_policy
+from service.config.features import CacheSettings, FallbackSettings
 from service.fallback import (
     InvalidTimeoutHeaderError,
     RequestTimeoutError,
     request_deadline,
     run_with_fallback,
 )
-from service.features_settings import CacheSettings, FallbackSettings
 
 BODY = {"model": "m", "messages": [{"role": "user", "content": "2+2?"}], "temperature": 0}
 ANSWER = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from prometheus_client import CollectorRegistry
 
-from service.features_settings import LanguageSettings
+from service.config.features import LanguageSettings
 from service.language import LanguageCounter, detect_language, with_language_instruction
 
 

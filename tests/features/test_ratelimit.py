@@ -8,7 +8,7 @@ import time
 import pytest
 import redis
 
-from service.features_settings import RateLimitSettings
+from service.config.features import RateLimitSettings
 from service.ratelimit import (
     Limits,
     MemoryRateLimiter,

@@ -9,7 +9,7 @@ import yaml
 
 from infra.boot import instance_contract
 from infra.config import DEFAULT_FLEET_FILE, load_fleet
-from service.cli import parse_settings
+from service.config.cli import parse_settings
 
 BASE = ["--engine-url", "http://127.0.0.1:9", "--served-model-name", "tiny", "--auth-disabled"]
 

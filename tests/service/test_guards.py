@@ -18,11 +18,12 @@ import uvicorn
 from prometheus_client import CollectorRegistry
 
 from service.app import create_app
+from service.config.features import FeaturesSettings
+from service.config.settings import ServiceSettings
 from service.engine.supervisor import EngineSupervisor
 from service.engine_client import HttpEngineClient
 from service.errors import ApiError, engine_error
 from service.features import FeatureChain
-from service.features_settings import FeaturesSettings
 from service.keyslots import KeySlots
 from service.logs import JsonFormatter
 from service.pools import PoolRouter
@@ -35,7 +36,6 @@ from service.protocol import (
     parse_json_object,
 )
 from service.ratelimit import Limits, MemoryRateLimiter
-from service.settings import ServiceSettings
 from service.upstream import UpstreamResponse
 from tests.service.helpers import free_port, wait_for
 

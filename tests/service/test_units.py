@@ -13,7 +13,8 @@ import pytest
 
 from devkit.cloudmeta import cloud_stand_in as metadata_server
 from service.auth import ApiKeyAuth
-from service.cli import parse_settings
+from service.config.cli import parse_settings
+from service.config.settings import ServiceSettings
 from service.drain import DrainBudget, DrainController, DrainPhase
 from service.engine.health import EnginePhase
 from service.engine.process import EngineProcess, engine_argv
@@ -21,7 +22,6 @@ from service.engine.supervisor import EngineSupervisor
 from service.engine_client import HttpEngineClient
 from service.errors import ApiError, error_envelope
 from service.preemption import watch_aws, watch_gcp
-from service.settings import ServiceSettings
 from tests.service.helpers import REPO
 
 
@@ -318,7 +318,7 @@ def test_an_engine_started_early_is_adopted_once_then_restarts_are_new() -> None
 
 def test_every_setting_is_documented() -> None:
     """docs/service.md's table lists every flag and variable of the service (no drift)."""
-    from service.cli import env_name, flag_name
+    from service.config.cli import env_name, flag_name
 
     table = (REPO / "docs" / "service.md").read_text(encoding="utf-8")
     missing = [

@@ -7,7 +7,7 @@ import pytest
 
 from contract import facts
 from contract.facts import AWS, GATEWAY_KEEPALIVE_S, GCP, TIMING, Cloud, CloudTiming, stop_timeout_s
-from service.settings import ServiceSettings
+from service.config.settings import ServiceSettings
 
 
 @pytest.mark.parametrize("timing", TIMING.values(), ids=lambda t: t.cloud.value)

@@ -25,8 +25,8 @@ from contract.facts import KEYS_FILE_IN_CONTAINER, WEIGHTS_IN_CONTAINER, Cloud
 from contract.instance import FeaturesContract, InstanceContract, ServiceContract
 from infra.boot import container_env, instance_contract
 from infra.config import DEFAULT_FLEET_FILE, Fleet, load_fleet, parse_fleet
-from service.features_settings import FeaturesSettings
-from service.settings import ServiceSettings
+from service.config.features import FeaturesSettings
+from service.config.settings import ServiceSettings
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -19,7 +19,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from contract.facts import AWS, GATEWAY_KEEPALIVE_S, GCP, METRICS_HOST, SERVICE_PORT
 from contract.instance import ENV_PREFIX
-from service.features_settings import FeaturesSettings
+from service.config.features import FeaturesSettings
 
 
 def _split_csv(value: object) -> object:

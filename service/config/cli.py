@@ -1,4 +1,5 @@
-"""`python -m service`: every ServiceSettings field is a flag and an environment variable."""
+"""The command line of `python -m service`: every ServiceSettings field is a flag and an
+environment variable; `--print-settings` shows the settings in force."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any, get_origin
 from pydantic import BaseModel, ValidationError
 
 from contract.instance import ENV_PREFIX
-from service.settings import ServiceSettings
+from service.config.settings import ServiceSettings
 
 
 def flag_name(field: str) -> str:
@@ -73,7 +74,7 @@ def _describe(error: Any) -> str:
     return f"{flag_name(field)} ({env_name(field)}): {message}"
 
 
-def _flagged(message: str) -> str:
+def flagged(message: str) -> str:
     """'field: why' -> '--field (LLM_SERVICE_FIELD): why' when the field is a setting."""
     field, sep, rest = message.partition(": ")
     if sep and field in ServiceSettings.model_fields:
@@ -100,43 +101,11 @@ def settings_document(settings: ServiceSettings) -> dict[str, Any]:
     return document
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    settings = parse_settings(argv)
-    if "--print-settings" in argv:
-        try:
-            print(json.dumps(settings_document(settings), indent=2, sort_keys=True))
-        except ValueError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        return 0
-    from service.logs import configure_logging
-
-    configure_logging(settings.log_level)
+def print_settings(settings: ServiceSettings) -> int:
+    """`--print-settings`: the settings in force as JSON on stdout; 2 when they cannot resolve."""
     try:
-        settings.load_api_keys()  # an unusable key file stops us before anything starts
-        if settings.supervised:
-            from service.engine.process import check_model_context
-
-            check_model_context(settings)  # a context the model cannot serve, before vLLM starts
+        print(json.dumps(settings_document(settings), indent=2, sort_keys=True))
     except ValueError as exc:
-        print(f"error: {_flagged(str(exc))}", file=sys.stderr)
-        return 2
-    engine = None
-    if settings.supervised:
-        # vLLM takes tens of seconds to start, the gateway's own imports about one: start the
-        # engine first, so the gateway is ready when vLLM is (the supervisor adopts it).
-        from service.engine.process import EngineProcess
-
-        engine = EngineProcess(settings)
-        engine.start()
-    try:
-        from service.server import serve
-
-        return serve(settings, engine)
-    except ValueError as exc:  # settings that only fail when used (an unreadable key file, ...)
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    finally:
-        if engine is not None:
-            engine.kill()  # stopped already after a normal run; never left behind
+    return 0
