@@ -35,8 +35,8 @@ import httpx
 import psutil
 
 from service.engine.process import free_port
-from service.relay import usage_in
-from service.upstream import UpstreamPool
+from service.upstream.pool import UpstreamPool
+from service.upstream.relay import usage_in
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench-results" / "gateway.json"

@@ -17,7 +17,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = parse_settings(argv)
     if "--print-settings" in argv:
         return print_settings(settings)
-    from service.logs import configure_logging
+    from service.observability.logs import configure_logging
 
     configure_logging(settings.log_level)
     try:

@@ -12,20 +12,21 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
-from service import preemption, routes
+from service import routes
 from service.auth import ApiKeyAuth
 from service.config.settings import ServiceSettings
-from service.drain import DrainController
 from service.engine.process import EngineProcess
 from service.engine.supervisor import EngineSupervisor
-from service.engine_client import EngineClient, HttpEngineClient
 from service.errors import error_response
 from service.features import FeatureChain, build_pool_clients
-from service.metrics import GatewayMetrics
+from service.lifecycle import preemption
+from service.lifecycle.drain import DrainController
+from service.lifecycle.state import ServiceState
 from service.middleware import GatewayMiddleware, InFlight
+from service.observability.metrics import GatewayMetrics
 from service.pools import PoolRouter
 from service.proxy import PUBLIC_ROUTES, AdmissionPolicy, Gateway
-from service.state import ServiceState
+from service.upstream.client import EngineClient, HttpEngineClient
 
 log = logging.getLogger("service")
 

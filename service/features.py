@@ -34,7 +34,6 @@ from service.cache import (
     replay_as_sse,
 )
 from service.config.features import FeaturesSettings
-from service.engine_client import EngineClient, HttpEngineClient
 from service.errors import ApiError
 from service.fallback import InvalidTimeoutHeaderError, RequestTimeoutError, request_deadline, run_with_fallback
 from service.intent import request_text
@@ -42,7 +41,8 @@ from service.language import LanguageCounter, detect_language, with_language_ins
 from service.pools import MODEL_USED_HEADER, ModelNotFoundError, PoolRouter, RouteDecision
 from service.proxy import CHAT, MODELS, Forward, PreparedRequest, RequestCutError
 from service.ratelimit import RateLimitDecision, RateLimiter, estimate_tokens, key_id, rate_limiter_from_settings
-from service.relay import StreamEnd, StreamRelay
+from service.upstream.client import EngineClient, HttpEngineClient
+from service.upstream.relay import StreamEnd, StreamRelay
 
 log = logging.getLogger("service.features")
 

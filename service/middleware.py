@@ -23,8 +23,8 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.errors import error_envelope
-from service.logs import request_id_from, request_id_var
-from service.metrics import GatewayMetrics
+from service.observability.logs import request_id_from, request_id_var
+from service.observability.metrics import GatewayMetrics
 
 log = logging.getLogger("service.access")
 

@@ -31,13 +31,12 @@ from starlette.types import Receive
 
 from service.auth import ANONYMOUS_KEY, ApiKeyAuth
 from service.config.settings import ServiceSettings
-from service.drain import DrainController
 from service.engine.health import EngineHealth, EnginePhase
-from service.engine_client import EngineClient, EngineUnavailableError, forwardable_headers
 from service.errors import ApiError, engine_error
 from service.keyslots import KeySlots
-from service.metrics import GatewayMetrics
+from service.lifecycle.drain import DrainController
 from service.middleware import after_response
+from service.observability.metrics import GatewayMetrics
 from service.protocol import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -46,8 +45,9 @@ from service.protocol import (
     first_error,
     parse_json_object,
 )
-from service.relay import TIME_LIMIT_CODE, PassthroughResponse, StreamEnd, StreamRelay, UsageTap, usage_in
-from service.upstream import UpstreamError
+from service.upstream.client import EngineClient, EngineUnavailableError, forwardable_headers
+from service.upstream.pool import UpstreamError
+from service.upstream.relay import TIME_LIMIT_CODE, PassthroughResponse, StreamEnd, StreamRelay, UsageTap, usage_in
 
 T = TypeVar("T")
 

@@ -11,8 +11,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
 from service.errors import error_response
+from service.lifecycle.state import ServiceState
 from service.proxy import CHAT, COMPLETIONS, MODELS, Gateway
-from service.state import ServiceState
 
 
 def _state(request: Request) -> ServiceState:

@@ -20,7 +20,7 @@ from service.app import build_engine, create_app
 from service.config.settings import ServiceSettings
 from service.engine.process import EngineProcess
 from service.http_protocol import header_timeout_protocol
-from service.state import ServiceState
+from service.lifecycle.state import ServiceState
 
 log = logging.getLogger("service")
 

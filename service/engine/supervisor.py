@@ -13,7 +13,7 @@ from collections.abc import Callable
 from service.config.settings import ServiceSettings
 from service.engine.health import EngineHealth, EnginePhase
 from service.engine.process import EngineProcess
-from service.engine_client import EngineUnavailableError, HttpEngineClient
+from service.upstream.client import EngineUnavailableError, HttpEngineClient
 
 log = logging.getLogger("service.engine")
 

@@ -21,11 +21,10 @@ from service.app import create_app
 from service.config.features import FeaturesSettings
 from service.config.settings import ServiceSettings
 from service.engine.supervisor import EngineSupervisor
-from service.engine_client import HttpEngineClient
 from service.errors import ApiError, engine_error
 from service.features import FeatureChain
 from service.keyslots import KeySlots
-from service.logs import JsonFormatter
+from service.observability.logs import JsonFormatter
 from service.pools import PoolRouter
 from service.protocol import (
     MAX_JSON_DEPTH,
@@ -36,7 +35,8 @@ from service.protocol import (
     parse_json_object,
 )
 from service.ratelimit import Limits, MemoryRateLimiter
-from service.upstream import UpstreamResponse
+from service.upstream.client import HttpEngineClient
+from service.upstream.pool import UpstreamResponse
 from tests.service.helpers import free_port, wait_for
 
 # --- strict JSON ----------------------------------------------------------------------------

@@ -9,13 +9,13 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from service.relay import UsageTap, usage_in
-from service.upstream import (
+from service.upstream.pool import (
     UpstreamConnectError,
     UpstreamError,
     UpstreamPool,
     UpstreamTimeoutError,
 )
+from service.upstream.relay import UsageTap, usage_in
 from tests.service.helpers import free_port
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]

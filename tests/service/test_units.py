@@ -15,13 +15,13 @@ from devkit.cloudmeta import cloud_stand_in as metadata_server
 from service.auth import ApiKeyAuth
 from service.config.cli import parse_settings
 from service.config.settings import ServiceSettings
-from service.drain import DrainBudget, DrainController, DrainPhase
 from service.engine.health import EnginePhase
 from service.engine.process import EngineProcess, engine_argv
 from service.engine.supervisor import EngineSupervisor
-from service.engine_client import HttpEngineClient
 from service.errors import ApiError, error_envelope
-from service.preemption import watch_aws, watch_gcp
+from service.lifecycle.drain import DrainBudget, DrainController, DrainPhase
+from service.lifecycle.preemption import watch_aws, watch_gcp
+from service.upstream.client import HttpEngineClient
 from tests.service.helpers import REPO
 
 

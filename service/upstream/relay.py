@@ -22,7 +22,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from service.errors import error_envelope
-from service.upstream import UpstreamError, UpstreamResponse, UpstreamTimeLimitError
+from service.upstream.pool import UpstreamError, UpstreamResponse, UpstreamTimeLimitError
 
 log = logging.getLogger("service.relay")
 

@@ -15,7 +15,7 @@ from typing import Protocol, runtime_checkable
 
 import httpx
 
-from service.upstream import UpstreamError, UpstreamPool, UpstreamResponse, UpstreamTimeoutError
+from service.upstream.pool import UpstreamError, UpstreamPool, UpstreamResponse, UpstreamTimeoutError
 
 # Hop-by-hop and transport headers that must not be copied between the two connections.
 _HOP_HEADERS = frozenset(
@@ -141,7 +141,7 @@ class HttpEngineClient:
         self._pool.rebase(self._base_url)
 
     async def open(self, method: str, path: str, body: bytes, *, request_id: str) -> UpstreamResponse:
-        # request_id matches [A-Za-z0-9._:-]{1,128} (service.logs): safe in a header line.
+        # request_id matches [A-Za-z0-9._:-]{1,128} (service.observability.logs): safe in a header line.
         headers = self._forward_headers + b"x-request-id: " + request_id.encode() + b"\r\n"
         self._requests_sent += 1
         try:

@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from service.config.settings import ServiceSettings
-from service.drain import DrainBudget, DrainController
 from service.engine.supervisor import EngineSupervisor
-from service.metrics import GatewayMetrics
+from service.lifecycle.drain import DrainBudget, DrainController
 from service.middleware import InFlight
+from service.observability.metrics import GatewayMetrics
 from service.proxy import Gateway
 
 log = logging.getLogger("service")

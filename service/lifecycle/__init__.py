@@ -1,0 +1,6 @@
+"""How a gateway ends: the drain, the clouds' preemption notices, and the state they act on.
+
+- `drain`: the drain state machine (serving -> draining -> rejecting -> stopped) with its budget.
+- `preemption`: the AWS spot interruption (IMDSv2) and GCP preemption watchers.
+- `state`: what one running gateway holds (`app.state.service`): readiness, drain, exit.
+"""
