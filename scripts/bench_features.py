@@ -76,8 +76,8 @@ async def _per_await_us(fn: Callable[[], Awaitable[object]], calls: int) -> floa
 
 
 def bench_classifier(rounds: int) -> list[dict[str, Any]]:
-    from service.intent import classify
-    from service.language import detect_language
+    from service.pipeline.intent import classify
+    from service.pipeline.language import detect_language
 
     rows = [json.loads(line) for line in DATA.read_text(encoding="utf-8").splitlines() if line.strip()]
     texts = [r["text"] for r in rows]
@@ -124,9 +124,9 @@ def bench_classifier(rounds: int) -> list[dict[str, Any]]:
 
 
 async def bench_memory(calls: int) -> list[dict[str, Any]]:
-    from service.cache import ResponseCache, cache_key
     from service.config.features import CacheSettings
-    from service.ratelimit import Limits, MemoryRateLimiter
+    from service.pipeline.cache import ResponseCache, cache_key
+    from service.pipeline.ratelimit import Limits, MemoryRateLimiter
 
     cache = ResponseCache(CacheSettings())
     body = {"model": "m", "messages": [{"role": "user", "content": "hello " * 50}], "temperature": 0}
@@ -146,9 +146,9 @@ async def bench_memory(calls: int) -> list[dict[str, Any]]:
 async def bench_redis(url: str, calls: int) -> list[dict[str, Any]]:
     from redis.asyncio import Redis
 
-    from service.cache import ResponseCache
     from service.config.features import CacheSettings
-    from service.ratelimit import Limits, RedisRateLimiter
+    from service.pipeline.cache import ResponseCache
+    from service.pipeline.ratelimit import Limits, RedisRateLimiter
 
     client = Redis.from_url(url)
     writer = ResponseCache.from_settings(CacheSettings(redis_url=url))

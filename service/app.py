@@ -18,14 +18,14 @@ from service.config.settings import ServiceSettings
 from service.engine.process import EngineProcess
 from service.engine.supervisor import EngineSupervisor
 from service.errors import error_response
-from service.features import FeatureChain, build_pool_clients
 from service.lifecycle import preemption
 from service.lifecycle.drain import DrainController
 from service.lifecycle.state import ServiceState
 from service.middleware import GatewayMiddleware, InFlight
 from service.observability.metrics import GatewayMetrics
-from service.pools import PoolRouter
-from service.proxy import PUBLIC_ROUTES, AdmissionPolicy, Gateway
+from service.pipeline.chain import FeatureChain, build_pool_clients
+from service.pipeline.gateway import PUBLIC_ROUTES, AdmissionPolicy, Gateway
+from service.pipeline.pools import PoolRouter
 from service.upstream.client import EngineClient, HttpEngineClient
 
 log = logging.getLogger("service")

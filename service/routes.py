@@ -12,7 +12,7 @@ from starlette.responses import Response
 
 from service.errors import error_response
 from service.lifecycle.state import ServiceState
-from service.proxy import CHAT, COMPLETIONS, MODELS, Gateway
+from service.pipeline.gateway import CHAT, COMPLETIONS, MODELS, Gateway
 
 
 def _state(request: Request) -> ServiceState:

@@ -12,7 +12,7 @@ from service.engine.supervisor import EngineSupervisor
 from service.lifecycle.drain import DrainBudget, DrainController
 from service.middleware import InFlight
 from service.observability.metrics import GatewayMetrics
-from service.proxy import Gateway
+from service.pipeline.gateway import Gateway
 
 log = logging.getLogger("service")
 

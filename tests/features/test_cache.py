@@ -15,7 +15,8 @@ from fastapi.responses import StreamingResponse
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
-from service.cache import (
+from service.config.features import CacheSettings
+from service.pipeline.cache import (
     CachedResponse,
     MemoryTier,
     ResponseCache,
@@ -24,7 +25,6 @@ from service.cache import (
     canonical_json,
     replay_as_sse,
 )
-from service.config.features import CacheSettings
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "temperature": 0, "max_tokens": 16}
 

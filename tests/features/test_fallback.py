@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
-from service.cache import ResponseCache, cache_policy
 from service.config.features import CacheSettings, FallbackSettings
-from service.fallback import (
+from service.pipeline.cache import ResponseCache, cache_policy
+from service.pipeline.fallback import (
     InvalidTimeoutHeaderError,
     RequestTimeoutError,
     request_deadline,

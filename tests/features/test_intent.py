@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from service.intent import Intent, classify, last_user_text, request_text
+from service.pipeline.intent import Intent, classify, last_user_text, request_text
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 DATA = DATA_DIR / "intent_queries.jsonl"

@@ -6,7 +6,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from service.config.features import LanguageSettings
-from service.language import LanguageCounter, detect_language, with_language_instruction
+from service.pipeline.language import LanguageCounter, detect_language, with_language_instruction
 
 
 @pytest.mark.parametrize(

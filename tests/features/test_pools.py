@@ -11,8 +11,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from infra.boot import instance_contract
 from infra.config import DEFAULT_FLEET_FILE, Fleet, load_fleet, parse_fleet_text
 from service.config.features import FeaturesSettings, RoutingSettings
-from service.intent import Intent
-from service.pools import ModelNotFoundError, PoolRouter
+from service.pipeline.intent import Intent
+from service.pipeline.pools import ModelNotFoundError, PoolRouter
 
 POOLS_YAML = """
 routing:

@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from service.config.features import RateLimitSettings
-from service.ratelimit import (
+from service.pipeline.ratelimit import (
     Limits,
     MemoryRateLimiter,
     RateLimitDecision,

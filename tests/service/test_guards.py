@@ -22,10 +22,11 @@ from service.config.features import FeaturesSettings
 from service.config.settings import ServiceSettings
 from service.engine.supervisor import EngineSupervisor
 from service.errors import ApiError, engine_error
-from service.features import FeatureChain
-from service.keyslots import KeySlots
 from service.observability.logs import JsonFormatter
-from service.pools import PoolRouter
+from service.pipeline.chain import FeatureChain
+from service.pipeline.keyslots import KeySlots
+from service.pipeline.pools import PoolRouter
+from service.pipeline.ratelimit import Limits, MemoryRateLimiter
 from service.protocol import (
     MAX_JSON_DEPTH,
     ChatCompletionRequest,
@@ -34,7 +35,6 @@ from service.protocol import (
     constraint_sizes,
     parse_json_object,
 )
-from service.ratelimit import Limits, MemoryRateLimiter
 from service.upstream.client import HttpEngineClient
 from service.upstream.pool import UpstreamResponse
 from tests.service.helpers import free_port, wait_for

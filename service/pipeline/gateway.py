@@ -4,7 +4,7 @@ Every public API request goes through `Gateway.handle`. Features that decide bef
 engine is asked (a response cache, rate limits) are `AdmissionPolicy`s run in order after
 validation; the choice of upstream (intent routing across pools) is `Router`. Both are
 injected, so adding them touches no route and no other step. `RequestFeatures` (the
-feature chain in `service.features`: rate limits, pools, languages, cache, deadline) takes
+feature chain in `service.pipeline.chain`: rate limits, pools, languages, cache, deadline) takes
 over after validation and calls back into `Gateway._forward` for the engine.
 
 What one client can hold is bounded before it can hold much: a key's in-flight slots are
@@ -33,10 +33,10 @@ from service.auth import ANONYMOUS_KEY, ApiKeyAuth
 from service.config.settings import ServiceSettings
 from service.engine.health import EngineHealth, EnginePhase
 from service.errors import ApiError, engine_error
-from service.keyslots import KeySlots
 from service.lifecycle.drain import DrainController
 from service.middleware import after_response
 from service.observability.metrics import GatewayMetrics
+from service.pipeline.keyslots import KeySlots
 from service.protocol import (
     ChatCompletionRequest,
     CompletionRequest,

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from contract.instance import PoolRoute
 from service.config.features import RoutingSettings
-from service.intent import Intent, classify
+from service.pipeline.intent import Intent, classify
 
 AUTO = "auto"
 MODEL_USED_HEADER = "x-model-used"

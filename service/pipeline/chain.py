@@ -24,7 +24,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from service.cache import (
+from service.config.features import FeaturesSettings
+from service.errors import ApiError
+from service.pipeline.cache import (
     CACHE_HEADER,
     CachedResponse,
     CacheStatus,
@@ -33,14 +35,23 @@ from service.cache import (
     cache_policy,
     replay_as_sse,
 )
-from service.config.features import FeaturesSettings
-from service.errors import ApiError
-from service.fallback import InvalidTimeoutHeaderError, RequestTimeoutError, request_deadline, run_with_fallback
-from service.intent import request_text
-from service.language import LanguageCounter, detect_language, with_language_instruction
-from service.pools import MODEL_USED_HEADER, ModelNotFoundError, PoolRouter, RouteDecision
-from service.proxy import CHAT, MODELS, Forward, PreparedRequest, RequestCutError
-from service.ratelimit import RateLimitDecision, RateLimiter, estimate_tokens, key_id, rate_limiter_from_settings
+from service.pipeline.fallback import (
+    InvalidTimeoutHeaderError,
+    RequestTimeoutError,
+    request_deadline,
+    run_with_fallback,
+)
+from service.pipeline.gateway import CHAT, MODELS, Forward, PreparedRequest, RequestCutError
+from service.pipeline.intent import request_text
+from service.pipeline.language import LanguageCounter, detect_language, with_language_instruction
+from service.pipeline.pools import MODEL_USED_HEADER, ModelNotFoundError, PoolRouter, RouteDecision
+from service.pipeline.ratelimit import (
+    RateLimitDecision,
+    RateLimiter,
+    estimate_tokens,
+    key_id,
+    rate_limiter_from_settings,
+)
 from service.upstream.client import EngineClient, HttpEngineClient
 from service.upstream.relay import StreamEnd, StreamRelay
 

@@ -17,8 +17,8 @@ from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from service.cache import CachedResponse, ResponseCache
 from service.config.features import FallbackSettings
+from service.pipeline.cache import CachedResponse, ResponseCache
 
 T = TypeVar("T")
 

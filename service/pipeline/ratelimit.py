@@ -31,7 +31,7 @@ from redis.exceptions import RedisError
 
 from service.config.features import RateLimitSettings
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("service.ratelimit")
 
 Dimension = Literal["requests", "tokens"]
 _WINDOW_S = 60.0

@@ -31,7 +31,7 @@ from redis.exceptions import RedisError
 
 from service.config.features import CacheSettings
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("service.cache")
 
 Endpoint = Literal["chat", "completions"]
 Clock = Callable[[], float]
