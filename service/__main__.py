@@ -38,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         engine = EngineProcess(settings)
         engine.start()
     try:
-        from service.server import serve
+        from service.http.server import serve
 
         return serve(settings, engine)
     except ValueError as exc:  # settings that only fail when used (an unreadable key file, ...)

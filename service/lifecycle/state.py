@@ -9,8 +9,8 @@ from typing import Any
 
 from service.config.settings import ServiceSettings
 from service.engine.supervisor import EngineSupervisor
+from service.http.middleware import InFlight
 from service.lifecycle.drain import DrainBudget, DrainController
-from service.middleware import InFlight
 from service.observability.metrics import GatewayMetrics
 from service.pipeline.gateway import Gateway
 

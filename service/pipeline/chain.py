@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from service.config.features import FeaturesSettings
-from service.errors import ApiError
+from service.http.errors import ApiError
 from service.pipeline.cache import (
     CACHE_HEADER,
     CachedResponse,

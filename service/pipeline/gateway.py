@@ -29,15 +29,12 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Receive
 
-from service.auth import ANONYMOUS_KEY, ApiKeyAuth
 from service.config.settings import ServiceSettings
 from service.engine.health import EngineHealth, EnginePhase
-from service.errors import ApiError, engine_error
-from service.lifecycle.drain import DrainController
-from service.middleware import after_response
-from service.observability.metrics import GatewayMetrics
-from service.pipeline.keyslots import KeySlots
-from service.protocol import (
+from service.http.auth import ANONYMOUS_KEY, ApiKeyAuth
+from service.http.errors import ApiError, engine_error
+from service.http.middleware import after_response
+from service.http.protocol import (
     ChatCompletionRequest,
     CompletionRequest,
     InvalidJsonError,
@@ -45,6 +42,9 @@ from service.protocol import (
     first_error,
     parse_json_object,
 )
+from service.lifecycle.drain import DrainController
+from service.observability.metrics import GatewayMetrics
+from service.pipeline.keyslots import KeySlots
 from service.upstream.client import EngineClient, EngineUnavailableError, forwardable_headers
 from service.upstream.pool import UpstreamError
 from service.upstream.relay import TIME_LIMIT_CODE, PassthroughResponse, StreamEnd, StreamRelay, UsageTap, usage_in

@@ -17,7 +17,7 @@ import httpx
 import openai
 import pytest
 
-from service.routes import KNOWN_PATHS
+from service.http.routes import KNOWN_PATHS
 from tests.service.features_helpers import feature_env, feature_gateway, gateway_metric
 from tests.service.helpers import API_KEY, METRICS_TOKEN, SERVED, TINY_MODEL, Gateway, metric_value, wait_for
 

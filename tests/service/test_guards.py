@@ -17,17 +17,12 @@ import pytest
 import uvicorn
 from prometheus_client import CollectorRegistry
 
-from service.app import create_app
 from service.config.features import FeaturesSettings
 from service.config.settings import ServiceSettings
 from service.engine.supervisor import EngineSupervisor
-from service.errors import ApiError, engine_error
-from service.observability.logs import JsonFormatter
-from service.pipeline.chain import FeatureChain
-from service.pipeline.keyslots import KeySlots
-from service.pipeline.pools import PoolRouter
-from service.pipeline.ratelimit import Limits, MemoryRateLimiter
-from service.protocol import (
+from service.http.app import create_app
+from service.http.errors import ApiError, engine_error
+from service.http.protocol import (
     MAX_JSON_DEPTH,
     ChatCompletionRequest,
     CompletionRequest,
@@ -35,6 +30,11 @@ from service.protocol import (
     constraint_sizes,
     parse_json_object,
 )
+from service.observability.logs import JsonFormatter
+from service.pipeline.chain import FeatureChain
+from service.pipeline.keyslots import KeySlots
+from service.pipeline.pools import PoolRouter
+from service.pipeline.ratelimit import Limits, MemoryRateLimiter
 from service.upstream.client import HttpEngineClient
 from service.upstream.pool import UpstreamResponse
 from tests.service.helpers import free_port, wait_for

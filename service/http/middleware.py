@@ -22,7 +22,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import error_envelope
+from service.http.errors import error_envelope
 from service.observability.logs import request_id_from, request_id_var
 from service.observability.metrics import GatewayMetrics
 

@@ -12,16 +12,16 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
-from service import routes
-from service.auth import ApiKeyAuth
 from service.config.settings import ServiceSettings
 from service.engine.process import EngineProcess
 from service.engine.supervisor import EngineSupervisor
-from service.errors import error_response
+from service.http import routes
+from service.http.auth import ApiKeyAuth
+from service.http.errors import error_response
+from service.http.middleware import GatewayMiddleware, InFlight
 from service.lifecycle import preemption
 from service.lifecycle.drain import DrainController
 from service.lifecycle.state import ServiceState
-from service.middleware import GatewayMiddleware, InFlight
 from service.observability.metrics import GatewayMetrics
 from service.pipeline.chain import FeatureChain, build_pool_clients
 from service.pipeline.gateway import PUBLIC_ROUTES, AdmissionPolicy, Gateway

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 
-from service.errors import ApiError
+from service.http.errors import ApiError
 
 ANONYMOUS_KEY = "anonymous"  # the identity of every request when auth is disabled
 

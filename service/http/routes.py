@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
-from service.errors import error_response
+from service.http.errors import error_response
 from service.lifecycle.state import ServiceState
 from service.pipeline.gateway import CHAT, COMPLETIONS, MODELS, Gateway
 

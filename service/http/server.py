@@ -16,10 +16,10 @@ from collections.abc import Callable, Generator
 
 import uvicorn
 
-from service.app import build_engine, create_app
 from service.config.settings import ServiceSettings
 from service.engine.process import EngineProcess
-from service.http_protocol import header_timeout_protocol
+from service.http.app import build_engine, create_app
+from service.http.header_timeout import header_timeout_protocol
 from service.lifecycle.state import ServiceState
 
 log = logging.getLogger("service")
