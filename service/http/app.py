@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -24,7 +24,7 @@ from service.lifecycle.drain import DrainController
 from service.lifecycle.state import ServiceState
 from service.observability.metrics import GatewayMetrics
 from service.pipeline.chain import FeatureChain, build_pool_clients
-from service.pipeline.gateway import PUBLIC_ROUTES, AdmissionPolicy, Gateway
+from service.pipeline.gateway import PUBLIC_ROUTES, Gateway
 from service.pipeline.pools import PoolRouter
 from service.upstream.client import EngineClient, HttpEngineClient
 
@@ -60,7 +60,6 @@ def create_app(
     settings: ServiceSettings,
     *,
     engine: EngineSupervisor | None = None,
-    policies: Sequence[AdmissionPolicy] = (),
 ) -> FastAPI:
     """Build the gateway. Raises ValueError (naming the setting) for unusable settings."""
     engine = engine or build_engine(settings)
@@ -74,13 +73,11 @@ def create_app(
     features = build_features(settings, engine.client, metrics)
     gateway = Gateway(
         settings,
-        engine=engine.client,
         health=engine.health,
         drain=drain,
         auth=auth,
         metrics=metrics,
         in_flight=in_flight,
-        policies=policies,
         models=features.accepted_models,
         features=features,
     )

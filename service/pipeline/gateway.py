@@ -1,11 +1,8 @@
-"""The request path: gate, authenticate, take the key's slot, read, validate, admit, route, forward.
+"""The request path: gate, authenticate, take the key's slot, read, validate, then the feature chain.
 
-Every public API request goes through `Gateway.handle`. Features that decide before the
-engine is asked (a response cache, rate limits) are `AdmissionPolicy`s run in order after
-validation; the choice of upstream (intent routing across pools) is `Router`. Both are
-injected, so adding them touches no route and no other step. `RequestFeatures` (the
-feature chain in `service.pipeline.chain`: rate limits, pools, languages, cache, deadline) takes
-over after validation and calls back into `Gateway._forward` for the engine.
+Every public API request goes through `Gateway.handle`. After validation the feature chain
+(`service.pipeline.chain`: rate limits, pools, languages, cache, deadline) takes over and calls
+back into the gateway's forwarder for the engine.
 
 What one client can hold is bounded before it can hold much: a key's in-flight slots are
 taken before its body is read (`--max-in-flight-per-key`), the body must arrive within
@@ -20,7 +17,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -71,7 +68,7 @@ PUBLIC_ROUTES = (CHAT, COMPLETIONS, MODELS)
 
 @dataclass
 class PreparedRequest:
-    """A validated request, as the policies, the router and the forwarder see it."""
+    """A validated request, as the feature chain and the forwarder see it."""
 
     route: Route
     request_id: str
@@ -94,13 +91,6 @@ class RequestCutError(ApiError):
     the engine time limit passed (504). What the engine generated is unknown."""
 
 
-class AdmissionPolicy(Protocol):
-    async def admit(self, request: PreparedRequest) -> Response | None:
-        """None: go on; a response: answer with it (cache hit, 429, ...) without the engine."""
-        ...
-
-
-Router = Callable[[PreparedRequest], EngineClient]
 Forward = Callable[[EngineClient, PreparedRequest], Awaitable[Response]]
 
 
@@ -115,27 +105,21 @@ class Gateway:
         self,
         settings: ServiceSettings,
         *,
-        engine: EngineClient,
         health: EngineHealth,
         drain: DrainController,
         auth: ApiKeyAuth,
         metrics: GatewayMetrics,
         in_flight: Callable[[], int],
-        policies: Sequence[AdmissionPolicy] = (),
-        router: Router | None = None,
-        models: frozenset[str] | None = None,
-        features: RequestFeatures | None = None,
+        models: frozenset[str],
+        features: RequestFeatures,
     ) -> None:
         self.settings = settings
-        self.engine = engine
         self.health = health
         self.drain = drain
         self.auth = auth
         self.metrics = metrics
         self._in_flight = in_flight
-        self.policies = list(policies)
-        self.router: Router = router or (lambda _request: engine)
-        self.models = models or frozenset({settings.served_model_name})
+        self.models = models
         self.features = features
         self.key_slots = KeySlots(settings.max_in_flight_per_key, retry_after_s=settings.retry_after_s)
         # Strings an engine error must not show a client: where the model lives on disk.
@@ -152,13 +136,7 @@ class Gateway:
                 body = await self._read_body(request)
                 body_pending = False
                 self._prepare(body, prepared)
-            for policy in self.policies:
-                answer = await policy.admit(prepared)
-                if answer is not None:
-                    return answer
-            if self.features is not None:
-                return await self.features.handle(request, prepared, self._forward)
-            return await self._forward(self.router(prepared), prepared)
+            return await self.features.handle(request, prepared, self._forward)
         except ApiError as exc:
             if body_pending:  # the rest of the body would be read as the next request: close instead
                 exc.headers = {**exc.headers, "Connection": "close"}
