@@ -78,7 +78,6 @@ def create_app(
         auth=auth,
         metrics=metrics,
         in_flight=in_flight,
-        models=features.accepted_models,
         features=features,
     )
     state = ServiceState(settings, engine, drain, metrics, gateway, in_flight)

@@ -138,10 +138,12 @@ class FeatureChain:
         self.metrics = _FeatureMetrics(registry, self.cache)
         self._settling: set[asyncio.Task[None]] = set()  # streams' settlements, run as they end
 
-    @property
-    def accepted_models(self) -> frozenset[str]:
-        """Every name a request may carry: the pools' models and the routing aliases."""
-        return frozenset(self.router.model_names)
+    def check_model(self, model: str) -> None:
+        """A 404 `model_not_found` ApiError unless a pool serves `model` (or it is an alias)."""
+        try:
+            self.router.check_model(model)
+        except ModelNotFoundError as exc:
+            raise ApiError(404, str(exc) + ".", param=exc.param, code=exc.code) from None
 
     async def aclose(self) -> None:
         if self._settling:
@@ -257,10 +259,8 @@ class FeatureChain:
         await self.limiter.settle(api_key, reserved, used)
 
     def _route(self, payload: dict[str, Any]) -> RouteDecision:
-        try:
-            decision = self.router.route(payload.get("model"), request_text(payload))
-        except ModelNotFoundError as exc:
-            raise ApiError(404, str(exc) + ".", param=exc.param, code=exc.code) from None
+        # The gateway validated the model (check_model) before the chain runs.
+        decision = self.router.route(payload.get("model"), request_text(payload))
         payload["model"] = decision.model
         intent = decision.intent.value if decision.intent is not None else "explicit"
         self.metrics.routing.labels(decision.pool.name, decision.model, intent).inc()

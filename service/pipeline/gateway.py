@@ -95,6 +95,10 @@ Forward = Callable[[EngineClient, PreparedRequest], Awaitable[Response]]
 
 
 class RequestFeatures(Protocol):
+    def check_model(self, model: str) -> None:
+        """Raise a 404 ApiError unless `model` is served here."""
+        ...
+
     async def handle(self, request: Request, prepared: PreparedRequest, forward: Forward) -> Response:
         """Answer a validated API request, calling `forward` for the engine when needed."""
         ...
@@ -110,7 +114,6 @@ class Gateway:
         auth: ApiKeyAuth,
         metrics: GatewayMetrics,
         in_flight: Callable[[], int],
-        models: frozenset[str],
         features: RequestFeatures,
     ) -> None:
         self.settings = settings
@@ -119,7 +122,6 @@ class Gateway:
         self.auth = auth
         self.metrics = metrics
         self._in_flight = in_flight
-        self.models = models
         self.features = features
         self.key_slots = KeySlots(settings.max_in_flight_per_key, retry_after_s=settings.retry_after_s)
         # Strings an engine error must not show a client: where the model lives on disk.
@@ -163,13 +165,7 @@ class Gateway:
         except ValidationError as exc:
             param, message = first_error(exc)
             raise ApiError(400, f"Invalid request: {message}.", param=param, code="invalid_value") from None
-        if parsed.model not in self.models:
-            raise ApiError(
-                404,
-                f"The model '{parsed.model}' does not exist; available: {', '.join(sorted(self.models))}.",
-                param="model",
-                code="model_not_found",
-            )
+        self.features.check_model(parsed.model)
         settings = self.settings
         cap = settings.max_tokens_cap
         for name in ("max_tokens", "max_completion_tokens"):

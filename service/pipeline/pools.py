@@ -112,11 +112,15 @@ class PoolRouter:
     def pool_for_intent(self, intent: Intent) -> Pool:
         return self._by_intent[intent]
 
+    def check_model(self, model: str) -> None:
+        """The one test of a requested model: a pool's model or a routing alias, else
+        `ModelNotFoundError`."""
+        if model not in self._aliases and model not in self._by_model:
+            raise ModelNotFoundError(model, self.model_names)
+
     def route(self, model: str | None, text: str) -> RouteDecision:
         if model is None or model in self._aliases:
             intent = classify(text)
             return RouteDecision(self._by_intent[intent], intent)
-        pool = self._by_model.get(model)
-        if pool is None:
-            raise ModelNotFoundError(model, self.model_names)
-        return RouteDecision(pool, None)
+        self.check_model(model)
+        return RouteDecision(self._by_model[model], None)
