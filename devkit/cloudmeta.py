@@ -40,6 +40,7 @@ from typing import Any
 import httpx
 
 from devkit.proc import free_port, http_status, wait_until
+from service.http.auth import bearer_token
 
 IMDS_TOKEN = "imds-session-token"  # noqa: S105 - the stand-in's fixed session token
 GCP_TOKEN = "ya29.local-access-token"  # noqa: S105 - the stand-in's fixed access token
@@ -137,7 +138,7 @@ def _handler(state: _State) -> type[BaseHTTPRequestHandler]:
             return self.rfile.read(length) if length else b""
 
         def _bearer_ok(self) -> bool:
-            if self.headers.get("Authorization") == f"Bearer {GCP_TOKEN}":
+            if bearer_token(self.headers.get("Authorization")) == GCP_TOKEN:
                 return True
             state.record("unauthorised", 1)
             self._json(401, {"error": {"code": 401, "status": "UNAUTHENTICATED"}})

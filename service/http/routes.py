@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -10,6 +9,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
+from service.http.auth import bearer_token, token_matches
 from service.http.errors import error_response
 from service.lifecycle.state import ServiceState
 from service.pipeline.gateway import CHAT, COMPLETIONS, MODELS, Gateway
@@ -72,8 +72,8 @@ metrics = APIRouter()
 @metrics.get(METRICS_PATH, include_in_schema=False)
 async def metrics_endpoint(request: Request) -> Response:
     state = _state(request)
-    token = state.settings.metrics_token
-    presented = request.headers.get("authorization", "").removeprefix("Bearer ").strip().encode()
-    if token is None or not hmac.compare_digest(presented, token.get_secret_value().encode()):
+    expected = state.settings.metrics_token
+    presented = bearer_token(request.headers.get("authorization"))
+    if expected is None or presented is None or not token_matches(presented, [expected.get_secret_value().encode()]):
         return error_response(401, "Metrics need 'Authorization: Bearer <metrics token>'.", code="invalid_api_key")
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

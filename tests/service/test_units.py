@@ -17,7 +17,7 @@ from service.config.settings import ServiceSettings
 from service.engine.health import EnginePhase
 from service.engine.process import EngineProcess, engine_argv
 from service.engine.supervisor import EngineSupervisor
-from service.http.auth import ApiKeyAuth
+from service.http.auth import ApiKeyAuth, bearer_token
 from service.http.errors import ApiError, error_envelope
 from service.lifecycle.drain import DrainBudget, DrainController, DrainPhase
 from service.lifecycle.preemption import watch_aws, watch_gcp
@@ -150,6 +150,14 @@ class TestAuth:
                 auth.check(header)
             assert caught.value.status == 401
             assert caught.value.code == code
+
+    def test_one_bearer_parser(self) -> None:
+        """API keys and the metrics token are read by the same parser: the scheme in any case."""
+        for header in ("Bearer tok", "bearer tok", "BEARER  tok "):
+            assert bearer_token(header) == "tok"
+        for header in (None, "", "tok", "Basic tok", "Bearer", "Bearer   "):
+            assert bearer_token(header) is None
+        assert ApiKeyAuth((b"two",)).check("bearer two") == "two"
 
     def test_envelope(self) -> None:
         assert error_envelope(429, "slow down", code="overloaded") == {
