@@ -1,25 +1,23 @@
-"""The app factory: `create_app(settings, engine=...)`; the engine runs inside the lifespan."""
+"""The app factory: `create_app(settings, engine=...)` wires one gateway's parts together.
+
+What runs beside the requests (the engine, the watchers, the metrics port) starts and stops in
+the lifespan (`service.http.lifespan`); the framework's own errors are answered by
+`service.http.handlers`. Building the app starts nothing (it reads the API keys), so a test can
+build one around an engine client of its own.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-from collections.abc import AsyncIterator
-
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from starlette.exceptions import HTTPException
-from starlette.responses import Response
+from fastapi import FastAPI
 
 from service.config.settings import ServiceSettings
 from service.engine.process import EngineProcess
 from service.engine.supervisor import EngineSupervisor
 from service.http import routes
 from service.http.auth import ApiKeyAuth
-from service.http.errors import error_response
+from service.http.handlers import install_error_handlers
+from service.http.lifespan import gateway_lifespan
 from service.http.middleware import GatewayMiddleware, InFlight
-from service.lifecycle import preemption
 from service.lifecycle.drain import DrainController
 from service.lifecycle.state import ServiceState
 from service.observability.metrics import GatewayMetrics
@@ -27,8 +25,6 @@ from service.pipeline.chain import FeatureChain, build_pool_clients
 from service.pipeline.gateway import PUBLIC_ROUTES, Gateway
 from service.pipeline.pools import PoolRouter
 from service.upstream.client import EngineClient, HttpEngineClient
-
-log = logging.getLogger("service")
 
 
 def build_engine(settings: ServiceSettings, process: EngineProcess | None = None) -> EngineSupervisor:
@@ -83,50 +79,14 @@ def create_app(
     state = ServiceState(settings, engine, drain, metrics, gateway, in_flight)
     holder.append(state)
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        watchers: list[asyncio.Task[None]] = []
-        metrics_server = None
-        await engine.start()
-        if settings.watch_aws:
-            watchers.append(
-                asyncio.create_task(
-                    preemption.watch_aws(
-                        settings.aws_metadata_url,
-                        settings.aws_poll_interval_s,
-                        state.begin_drain,
-                        metrics.rebalance_recommendations.inc,
-                    )
-                )
-            )
-        if settings.watch_gcp:
-            watchers.append(
-                asyncio.create_task(
-                    preemption.watch_gcp(settings.gcp_metadata_url, lambda r: state.begin_drain(r, gcp=True))
-                )
-            )
-        if settings.metrics_port is not None:
-            from prometheus_client import start_http_server
-
-            metrics_server, _thread = start_http_server(
-                settings.metrics_port, addr=settings.metrics_host, registry=metrics.registry
-            )
-        try:
-            yield
-        finally:
-            for task in watchers:
-                task.cancel()
-            await drain.aclose()
-            await engine.stop()
-            await features.aclose()
-            await engine.client.aclose()
-            if metrics_server is not None:
-                metrics_server.shutdown()
-                metrics_server.server_close()
-            log.info("service stopped")
-
     # No trailing-slash redirects: their Location would echo the client's Host header.
-    app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None, redirect_slashes=False)
+    app = FastAPI(
+        lifespan=gateway_lifespan(state, features),
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        redirect_slashes=False,
+    )
     app.state.service = state
     app.include_router(routes.health)
     app.include_router(routes.api)
@@ -141,13 +101,5 @@ def create_app(
         access_log=settings.access_log,
     )
 
-    @app.exception_handler(HTTPException)
-    async def http_error(_request: Request, exc: HTTPException) -> Response:
-        message = "Not found." if exc.status_code == 404 else str(exc.detail)
-        return error_response(exc.status_code, message, headers=dict(exc.headers or {}))
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(_request: Request, exc: RequestValidationError) -> Response:
-        return error_response(400, f"Invalid request: {exc.errors()[0].get('msg', 'invalid')}.")
-
+    install_error_handlers(app)
     return app
