@@ -18,7 +18,13 @@ SERVICE_PORT = 8000  # the default; `service.port` in the fleet file sets it
 HEALTH_LIVE_PATH = "/health/live"
 HEALTH_READY_PATH = "/health/ready"
 HEALTH_ALIAS_PATH = "/health"  # readiness, for checkers that only know one path
-PUBLIC_API_PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/models")
+CHAT_COMPLETIONS_PATH = "/v1/chat/completions"
+COMPLETIONS_PATH = "/v1/completions"
+MODELS_PATH = "/v1/models"
+PUBLIC_API_PATHS = (CHAT_COMPLETIONS_PATH, COMPLETIONS_PATH, MODELS_PATH)
+# What the regional load balancers forward to the instances; every other path (the engine's
+# own routes, the gateway's metrics) ends at the load balancer with a 404.
+LB_FORWARDED_PATHS = (*PUBLIC_API_PATHS, HEALTH_READY_PATH)
 METRICS_PATH = "/metrics"
 # The metrics port answers without credentials, so it binds to loopback on the instance: the
 # instance's own agents (host networking) read it there, and nothing else can.

@@ -30,11 +30,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
+from contract.facts import ENGINE_HOST
 from service.config.settings import ServiceSettings
 
 log = logging.getLogger("service.engine")
 
-ENGINE_HOST = "127.0.0.1"
 _EXIT_POLL_S = 0.05  # how often an exit is looked for (it is noticed within this)
 _TAIL_LINES = 200  # engine output kept for the configuration-error check
 # vLLM's verdicts on its own configuration: a pydantic validation error of one of its config

@@ -18,11 +18,12 @@ from service.http.auth import ApiKeyAuth
 from service.http.handlers import install_error_handlers
 from service.http.lifespan import gateway_lifespan
 from service.http.middleware import GatewayMiddleware, InFlight
+from service.http.protocol import PUBLIC_ENDPOINTS
 from service.lifecycle.drain import DrainController
 from service.lifecycle.state import ServiceState
 from service.observability.metrics import GatewayMetrics
 from service.pipeline.chain import FeatureChain, build_pool_clients
-from service.pipeline.gateway import PUBLIC_ROUTES, Gateway
+from service.pipeline.gateway import Gateway
 from service.pipeline.pools import PoolRouter
 from service.upstream.client import EngineClient, HttpEngineClient
 
@@ -96,7 +97,7 @@ def create_app(
         GatewayMiddleware,
         metrics=metrics,
         in_flight=in_flight,
-        api_paths=frozenset(r.path for r in PUBLIC_ROUTES),
+        api_paths=frozenset(endpoint.path for endpoint in PUBLIC_ENDPOINTS),
         known_paths=routes.KNOWN_PATHS,
         access_log=settings.access_log,
     )

@@ -9,9 +9,12 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
+
+from contract.facts import CHAT_COMPLETIONS_PATH, COMPLETIONS_PATH, MODELS_PATH
 
 MAX_JSON_DEPTH = 64  # objects and arrays inside each other; OpenAI requests need a handful
 _INT64 = 1 << 63
@@ -176,3 +179,24 @@ def constraint_sizes(payload: dict[str, Any]) -> dict[str, int]:
     if payload.get("tools") and (tool_choice == "required" or isinstance(tool_choice, dict)):
         sizes["tools"] = len(json.dumps(payload["tools"], separators=(",", ":"), ensure_ascii=False).encode())
     return sizes
+
+
+# --- the endpoints ------------------------------------------------------------------------------
+
+EndpointKind = Literal["chat", "completions"]  # the two that generate (cache keys, token estimates)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One public API endpoint: where it is, and the schema its body is validated against."""
+
+    path: str
+    method: str
+    schema: type[ChatCompletionRequest] | type[CompletionRequest] | None
+    kind: EndpointKind | None = None  # None: generates nothing (the model list)
+
+
+CHAT = Endpoint(CHAT_COMPLETIONS_PATH, "POST", ChatCompletionRequest, "chat")
+COMPLETIONS = Endpoint(COMPLETIONS_PATH, "POST", CompletionRequest, "completions")
+MODELS = Endpoint(MODELS_PATH, "GET", None)
+PUBLIC_ENDPOINTS = (CHAT, COMPLETIONS, MODELS)

@@ -9,10 +9,12 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
+from contract.facts import HEALTH_ALIAS_PATH, HEALTH_LIVE_PATH, HEALTH_READY_PATH, METRICS_PATH
 from service.http.auth import bearer_token, token_matches
 from service.http.errors import error_response
+from service.http.protocol import CHAT, COMPLETIONS, MODELS, PUBLIC_ENDPOINTS
 from service.lifecycle.state import ServiceState
-from service.pipeline.gateway import CHAT, COMPLETIONS, MODELS, Gateway
+from service.pipeline.gateway import Gateway
 
 
 def _state(request: Request) -> ServiceState:
@@ -24,24 +26,23 @@ def _gateway(request: Request) -> Gateway:
     return _state(request).gateway
 
 
-LIVE_PATH = "/health/live"
-READY_PATHS = ("/health/ready", "/health")
-METRICS_PATH = "/metrics"
 # Every path this app answers other than with 404: the only values of a `route` metric label.
-KNOWN_PATHS = frozenset({LIVE_PATH, *READY_PATHS, METRICS_PATH, CHAT.path, COMPLETIONS.path, MODELS.path})
+KNOWN_PATHS = frozenset(
+    {HEALTH_LIVE_PATH, HEALTH_READY_PATH, HEALTH_ALIAS_PATH, METRICS_PATH, *(e.path for e in PUBLIC_ENDPOINTS)}
+)
 
 health = APIRouter()
 
 
-@health.get(LIVE_PATH, include_in_schema=False)
+@health.get(HEALTH_LIVE_PATH, include_in_schema=False)
 async def live(request: Request) -> JSONResponse:
     state = _state(request)
     body: dict[str, Any] = state.describe()
     return JSONResponse(body, status_code=200 if state.engine.health.live else 503)
 
 
-@health.get(READY_PATHS[0], include_in_schema=False)
-@health.get(READY_PATHS[1], include_in_schema=False)
+@health.get(HEALTH_READY_PATH, include_in_schema=False)
+@health.get(HEALTH_ALIAS_PATH, include_in_schema=False)
 async def ready(request: Request) -> JSONResponse:
     state = _state(request)
     body: dict[str, Any] = state.describe()

@@ -30,10 +30,10 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from service.config.features import CacheSettings
+from service.http.protocol import EndpointKind
 
 log = logging.getLogger("service.cache")
 
-Endpoint = Literal["chat", "completions"]
 Clock = Callable[[], float]
 
 # Request fields that change how the answer travels or is attributed, not what it says.
@@ -75,7 +75,7 @@ def canonical_json(value: Any) -> str:
     return json.dumps(_canonical(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
-def cache_key(endpoint: Endpoint, body: Mapping[str, Any], *, scope: str | None = None) -> str:
+def cache_key(endpoint: EndpointKind, body: Mapping[str, Any], *, scope: str | None = None) -> str:
     """Stable key: same model, input and generation parameters -> same key.
 
     The gateway passes the body with `model` already resolved to the pool's model, so
@@ -128,7 +128,7 @@ def is_deterministic(body: Mapping[str, Any]) -> bool:
 
 
 def cache_policy(
-    endpoint: Endpoint,
+    endpoint: EndpointKind,
     body: Mapping[str, Any],
     headers: Mapping[str, str],
     settings: CacheSettings,

@@ -26,11 +26,11 @@ from starlette.responses import Response, StreamingResponse
 
 from service.config.features import FeaturesSettings
 from service.http.errors import ApiError
+from service.http.protocol import CHAT, MODELS
 from service.pipeline.cache import (
     CACHE_HEADER,
     CachedResponse,
     CacheStatus,
-    Endpoint,
     ResponseCache,
     cache_policy,
     replay_as_sse,
@@ -41,7 +41,7 @@ from service.pipeline.fallback import (
     request_deadline,
     run_with_fallback,
 )
-from service.pipeline.gateway import CHAT, MODELS, Forward, PreparedRequest, RequestCutError
+from service.pipeline.gateway import Forward, PreparedRequest, RequestCutError
 from service.pipeline.intent import request_text
 from service.pipeline.language import LanguageCounter, detect_language, with_language_instruction
 from service.pipeline.pools import MODEL_USED_HEADER, ModelNotFoundError, PoolRouter, RouteDecision
@@ -161,7 +161,7 @@ class FeatureChain:
     # The request path
 
     async def handle(self, request: Request, prepared: PreparedRequest, forward: Forward) -> Response:
-        if prepared.route is MODELS:
+        if prepared.endpoint is MODELS:
             return await self._models(prepared, forward)
         headers = request.headers
         try:
@@ -170,7 +170,8 @@ class FeatureChain:
             raise ApiError(400, str(exc), param=exc.header, code="invalid_header") from None
         api_key = prepared.api_key
         payload = prepared.payload
-        endpoint: Endpoint = "chat" if prepared.route is CHAT else "completions"
+        endpoint = prepared.endpoint.kind
+        assert endpoint is not None  # the model list was answered above
         reserved = estimate_tokens(payload, self.max_tokens_cap, endpoint=endpoint)
         limit = await self._admit(api_key, reserved)
         extra = limit.headers() if limit is not None else {}
@@ -179,7 +180,7 @@ class FeatureChain:
         # deadline, the engine time limit, the client leaving: what it generated is unknown).
         used = 0
         try:
-            decision = self._route(payload)
+            decision = self._choose_pool(payload)
             extra[MODEL_USED_HEADER] = decision.model
             self._apply_language(prepared)
             scope = key_id(api_key) if self.settings.cache.scope == "key" else None
@@ -258,7 +259,7 @@ class FeatureChain:
         assert self.limiter is not None
         await self.limiter.settle(api_key, reserved, used)
 
-    def _route(self, payload: dict[str, Any]) -> RouteDecision:
+    def _choose_pool(self, payload: dict[str, Any]) -> RouteDecision:
         # The gateway validated the model (check_model) before the chain runs.
         decision = self.router.route(payload.get("model"), request_text(payload))
         payload["model"] = decision.model
@@ -270,7 +271,7 @@ class FeatureChain:
         payload = prepared.payload
         language = detect_language(request_text(payload))
         self.languages.observe(language)
-        if prepared.route is CHAT and self.settings.language.instruction_enabled:
+        if prepared.endpoint is CHAT and self.settings.language.instruction_enabled:
             payload["messages"] = with_language_instruction(payload["messages"], language, self.settings.language)
 
     async def _store(self, response: Response, key: str | None) -> int:

@@ -32,8 +32,9 @@ from service.http.auth import ANONYMOUS_KEY, ApiKeyAuth
 from service.http.errors import ApiError, engine_error
 from service.http.middleware import after_response
 from service.http.protocol import (
-    ChatCompletionRequest,
-    CompletionRequest,
+    CHAT,
+    COMPLETIONS,
+    Endpoint,
     InvalidJsonError,
     constraint_sizes,
     first_error,
@@ -53,24 +54,11 @@ log = logging.getLogger("service.proxy")
 _SERVING_PHASES = frozenset({EnginePhase.READY, EnginePhase.PROBE_FAILING})
 
 
-@dataclass(frozen=True)
-class Route:
-    path: str
-    method: str
-    schema: type[ChatCompletionRequest] | type[CompletionRequest] | None
-
-
-CHAT = Route("/v1/chat/completions", "POST", ChatCompletionRequest)
-COMPLETIONS = Route("/v1/completions", "POST", CompletionRequest)
-MODELS = Route("/v1/models", "GET", None)
-PUBLIC_ROUTES = (CHAT, COMPLETIONS, MODELS)
-
-
 @dataclass
 class PreparedRequest:
     """A validated request, as the feature chain and the forwarder see it."""
 
-    route: Route
+    endpoint: Endpoint
     request_id: str
     payload: dict[str, Any] = field(default_factory=dict)
     parsed: BaseModel | None = None
@@ -127,14 +115,16 @@ class Gateway:
         # Strings an engine error must not show a client: where the model lives on disk.
         self._hide = tuple(item for item in (settings.model,) if item and item != settings.served_model_name)
 
-    async def handle(self, request: Request, route: Route, request_id: str) -> Response:
-        body_pending = route.schema is not None  # a body the client may still be sending
+    async def handle(self, request: Request, endpoint: Endpoint, request_id: str) -> Response:
+        body_pending = endpoint.schema is not None  # a body the client may still be sending
         try:
             self._gate()
             api_key = self.auth.check(request.headers.get("authorization"))
             after_response(request.scope.setdefault("state", {}), self.key_slots.acquire(api_key))
-            prepared = PreparedRequest(route=route, request_id=request_id, api_key=api_key, receive=request.receive)
-            if route.schema is not None:
+            prepared = PreparedRequest(
+                endpoint=endpoint, request_id=request_id, api_key=api_key, receive=request.receive
+            )
+            if endpoint.schema is not None:
                 body = await self._read_body(request)
                 body_pending = False
                 self._prepare(body, prepared)
@@ -154,14 +144,14 @@ class Gateway:
             raise ApiError(429, "Too many requests in flight on this instance.", code="overloaded", headers=retry)
 
     def _prepare(self, body: bytes, prepared: PreparedRequest) -> None:
-        route = prepared.route
-        assert route.schema is not None
+        endpoint = prepared.endpoint
+        assert endpoint.schema is not None
         try:
             payload = parse_json_object(body)
         except InvalidJsonError as exc:
             raise ApiError(400, f"Invalid JSON body: {exc}.", code="invalid_json") from None
         try:
-            parsed = route.schema.model_validate(payload)
+            parsed = endpoint.schema.model_validate(payload)
         except ValidationError as exc:
             param, message = first_error(exc)
             raise ApiError(400, f"Invalid request: {message}.", param=param, code="invalid_value") from None
@@ -186,7 +176,7 @@ class Gateway:
             raise ApiError(
                 400,
                 f"Prompt is {parsed.prompt_chars()} characters; the maximum is {settings.max_prompt_chars}.",
-                param="messages" if route is CHAT else "prompt",
+                param="messages" if endpoint is CHAT else "prompt",
                 code="context_length_exceeded",
             )
         constraints = constraint_sizes(payload)
@@ -199,7 +189,7 @@ class Gateway:
                 param=name,
                 code="constraint_too_large",
             )
-        if route is COMPLETIONS:
+        if endpoint is COMPLETIONS:
             # vLLM's completions obey only max_tokens: the client's max_completion_tokens, else the cap.
             if parsed.max_tokens is None:
                 payload["max_tokens"] = parsed.max_completion_tokens or cap
@@ -245,14 +235,14 @@ class Gateway:
         """The engine's answer. The engine time limit runs from here: a non-streamed answer must
         be complete within it, a stream is aborted when it passes. A client that leaves before
         the answer is complete has the engine request aborted (RequestCutError 499)."""
-        route = prepared.route
+        endpoint = prepared.endpoint
         limit_s = self.settings.engine_time_limit_s
         deadline = asyncio.get_running_loop().time() + limit_s
-        self.metrics.engine_requests.labels(route.path).inc()
+        self.metrics.engine_requests.labels(endpoint.path).inc()
         try:
             async with asyncio.timeout_at(deadline):
                 upstream = await _unless_client_leaves(
-                    engine.open(route.method, route.path, prepared.body, request_id=prepared.request_id),
+                    engine.open(endpoint.method, endpoint.path, prepared.body, request_id=prepared.request_id),
                     prepared.receive,
                 )
                 headers = forwardable_headers(upstream.raw_headers)
@@ -282,22 +272,22 @@ class Gateway:
             extra = {"engine": engine.name, "engine_status": upstream.status_code, "error": detail}
             log.info("engine refused the request", extra=extra)
             raise error
-        if route.schema is not None:
+        if endpoint.schema is not None:
             usage = usage_in(body)
             if usage is not None:
-                self._observe_tokens(route, usage)
+                self._observe_tokens(endpoint, usage)
         return PassthroughResponse(body, upstream.status_code, headers)
 
     def _relay(
         self, upstream: Any, headers: list[tuple[bytes, bytes]], prepared: PreparedRequest, deadline: float
     ) -> StreamRelay:
-        route, started = prepared.route, prepared.started
-        ttft = self.metrics.time_to_first_token.labels(route.path)
+        endpoint, started = prepared.endpoint, prepared.started
+        ttft = self.metrics.time_to_first_token.labels(endpoint.path)
         on_stream_end = prepared.on_stream_end
 
         def ended(usage: dict[str, Any] | None, completed: bool) -> None:
             if usage is not None:
-                self._observe_tokens(route, usage)
+                self._observe_tokens(endpoint, usage)
             if on_stream_end is not None:
                 on_stream_end(usage, completed)
 
@@ -310,12 +300,12 @@ class Gateway:
             deadline=deadline,
         )
 
-    def _observe_tokens(self, route: Route, usage: dict[str, Any]) -> None:
+    def _observe_tokens(self, endpoint: Endpoint, usage: dict[str, Any]) -> None:
         prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
         if isinstance(prompt, int):
-            self.metrics.prompt_tokens.labels(route.path).inc(prompt)
+            self.metrics.prompt_tokens.labels(endpoint.path).inc(prompt)
         if isinstance(completion, int):
-            self.metrics.completion_tokens.labels(route.path).inc(completion)
+            self.metrics.completion_tokens.labels(endpoint.path).inc(completion)
 
 
 async def _unless_client_leaves(work: Awaitable[T], receive: Receive | None) -> T:

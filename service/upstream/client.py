@@ -15,8 +15,10 @@ from typing import Protocol, runtime_checkable
 
 import httpx
 
+from contract.facts import COMPLETIONS_PATH
 from service.upstream.pool import UpstreamError, UpstreamPool, UpstreamResponse, UpstreamTimeoutError
 
+ENGINE_HEALTH_PATH = "/health"  # the engine's own liveness route (vLLM's and any OpenAI-compatible server's)
 # Hop-by-hop and transport headers that must not be copied between the two connections.
 _HOP_HEADERS = frozenset(
     {
@@ -155,7 +157,7 @@ class HttpEngineClient:
 
     async def healthy(self, timeout_s: float) -> bool:
         try:
-            response = await self._client.get("/health", timeout=timeout_s, headers=self._auth)
+            response = await self._client.get(ENGINE_HEALTH_PATH, timeout=timeout_s, headers=self._auth)
         except httpx.HTTPError:
             return False
         return response.status_code == 200
@@ -164,7 +166,7 @@ class HttpEngineClient:
         started = time.perf_counter()
         payload = {"model": model, "prompt": "ping", "max_tokens": 1, "temperature": 0}
         try:
-            response = await self._client.post("/v1/completions", json=payload, timeout=timeout_s, headers=self._auth)
+            response = await self._client.post(COMPLETIONS_PATH, json=payload, timeout=timeout_s, headers=self._auth)
         except httpx.HTTPError as exc:
             raise EngineUnavailableError(f"probe failed: {type(exc).__name__}") from exc
         if response.status_code != 200:
