@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from devkit.proc import free_port
 from infra.catalog import Cloud
 from infra.config import Fleet, parse_fleet
 
@@ -195,12 +196,6 @@ def make_runner(tmp: Path) -> TerraformRunner:
 
 # ---------------------------------------------------------------------------------------
 # moto
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class MotoServer:

@@ -31,10 +31,9 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import httpx
 import psutil
 
-from service.engine.process import free_port
+from devkit.proc import free_port, http_status, wait_until
 from service.upstream.pool import UpstreamPool
 from service.upstream.relay import usage_in
 
@@ -57,21 +56,16 @@ class Figure:
 
 
 def _wait_200(url: str, process: subprocess.Popen[bytes], timeout_s: float) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout_s:
+    def up() -> bool:
         if process.poll() is not None:
             raise RuntimeError(f"{process.args!r} exited with {process.returncode}")
-        if _ok(url):
-            return time.monotonic() - started
-        time.sleep(0.02)
-    raise RuntimeError(f"{url} not ready after {timeout_s} s")
+        return _ok(url)
+
+    return wait_until(up, timeout_s, url, interval_s=0.02)
 
 
 def _ok(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1.0).status_code == 200
-    except httpx.HTTPError:
-        return False
+    return http_status(url, timeout_s=1.0) == 200
 
 
 def _stop(process: subprocess.Popen[bytes], group: bool) -> None:

@@ -18,10 +18,11 @@ from typing import Any
 import openai
 import pytest
 
+from devkit.proc import free_port
 from scripts.ops import smoke
 from tests.delivery.conftest import ROOT
 from tests.delivery.tls import TestCa, TlsProxy
-from tests.service.helpers import API_KEY, SERVED, Gateway, free_port, start_gateway
+from tests.service.helpers import API_KEY, SERVED, Gateway, start_gateway
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 

@@ -101,11 +101,11 @@ def test_one_certificate_authorization_record_for_all_gcp_regions(synthesized: S
 @pytest.mark.terraform
 @pytest.mark.slow
 def test_mixed_fleet_global_validates(synthesized: Synthesized, tmp_path_factory: pytest.TempPathFactory) -> None:
-    from tests.infra import tfharness as tfh
+    from devkit import localcloud
 
     try:
-        runner = tfh.make_runner(tmp_path_factory.mktemp("gcp-terraform"))
-    except tfh.HarnessError as exc:
+        runner = localcloud.make_runner(tmp_path_factory.mktemp("gcp-terraform"))
+    except localcloud.HarnessError as exc:
         pytest.fail(str(exc), pytrace=False)
     stack_dir: Path = synthesized.dir("mixed", "global")
     runner.init(stack_dir)

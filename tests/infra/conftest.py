@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
+from devkit import localcloud
 from devkit.localcloud import GCP_STAND_IN_IP
 from infra.config import Fleet, parse_fleet_text
-from tests.infra import tfharness as tfh
 from tests.plugins.checkov import collect, run_checkov
 from tests.plugins.moto_fleet import (  # re-exported for the tier's test modules
     MotoDeployment,
@@ -82,7 +82,7 @@ def variant_synths(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Synth]
 
 @pytest.fixture(scope="session")
 def validations(
-    tf: tfh.TerraformRunner, local_synth: Synth, variant_synths: dict[str, Synth]
+    tf: localcloud.TerraformRunner, local_synth: Synth, variant_synths: dict[str, Synth]
 ) -> dict[str, dict[str, Any]]:
     """`terraform init` + `validate -json` of every synthesized AWS-side stack, once."""
     results: dict[str, dict[str, Any]] = {}

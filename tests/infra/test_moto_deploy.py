@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from devkit import localcloud
 from devkit.localcloud import GCP_STAND_IN_IP
 from infra.boot import LIFECYCLE_HOOK
-from tests.infra import tfharness as tfh
 from tests.infra.conftest import MotoDeployment
 
 pytestmark = [pytest.mark.moto, pytest.mark.terraform, pytest.mark.slow]
@@ -132,7 +132,7 @@ MOTO_REPLAN_GAPS: dict[tuple[str, str], str] = {
 }
 
 
-def test_replan_has_no_changes(moto_deployment: MotoDeployment, tf: tfh.TerraformRunner) -> None:
+def test_replan_has_no_changes(moto_deployment: MotoDeployment, tf: localcloud.TerraformRunner) -> None:
     unexpected: dict[str, list[str]] = {}
     for name, path in moto_deployment.dirs.items():
         code, _ = tf.plan_exit_code(path)
@@ -140,14 +140,14 @@ def test_replan_has_no_changes(moto_deployment: MotoDeployment, tf: tfh.Terrafor
             continue
         for rc in tf.plan_changes(path):
             actions = rc["change"]["actions"]
-            changed = tfh.changed_attributes(rc["change"])
+            changed = localcloud.changed_attributes(rc["change"])
             gaps = {attr for attr in changed if (rc["type"], attr) in MOTO_REPLAN_GAPS}
             if actions != ["update"] or changed - gaps:
                 unexpected.setdefault(name, []).append(f"{rc['address']} {actions} {sorted(changed - gaps)}")
     assert unexpected == {}
 
 
-def test_stacks_without_moto_gaps_replan_clean(moto_deployment: MotoDeployment, tf: tfh.TerraformRunner) -> None:
+def test_stacks_without_moto_gaps_replan_clean(moto_deployment: MotoDeployment, tf: localcloud.TerraformRunner) -> None:
     """bootstrap, global and the GCP stand-in touch no gap: -detailed-exitcode must be 0."""
     for name in ("bootstrap", "global", "gcp-asia-southeast1"):
         code, out = tf.plan_exit_code(moto_deployment.dirs[name])
@@ -185,8 +185,8 @@ def test_bootstrap_oidc_trust(moto_deployment: MotoDeployment) -> None:
 
 
 @pytest.mark.destroys_moto_deployment
-def test_destroy_cleanly(moto_deployment: MotoDeployment, tf: tfh.TerraformRunner) -> None:
-    errors = tfh.destroy_stacks(tf, moto_deployment.dirs)
+def test_destroy_cleanly(moto_deployment: MotoDeployment, tf: localcloud.TerraformRunner) -> None:
+    errors = localcloud.destroy_stacks(tf, moto_deployment.dirs)
     moto_deployment.destroyed = True
     assert errors == []
     elbv2 = moto_deployment.client("elbv2", "us-west-2")

@@ -11,7 +11,8 @@ from collections.abc import Iterator
 import psutil
 import pytest
 
-from tests.service.helpers import TINY_MODEL, Gateway, free_port, start_gateway
+from devkit.proc import free_port
+from tests.service.helpers import TINY_MODEL, Gateway, start_gateway
 
 ENGINE_START_TIMEOUT_S = 420.0
 PROBE_INTERVAL_S = 1.0

@@ -7,7 +7,7 @@ itself) and by the delivery tier (the boto3 operator tools read the deployed fle
 - `local_synth`: the default fleet's AWS side (bootstrap, AWS regions, global), local backend.
 - `tf`: a terraform runner with its own CLI config for the local hashicorp/aws mirror.
 - `moto_deployment`: bootstrap, every AWS region and global applied to moto_server with
-  terraform (tests/infra/tfharness.py), destroyed at the end of the session.
+  terraform (devkit/localcloud.py), destroyed at the end of the session.
 
 A test that destroys the deployment carries the `destroys_moto_deployment` marker; such
 tests run after every other test of the session, whatever order the paths were given in.
@@ -24,9 +24,9 @@ from typing import Any
 
 import pytest
 
+from devkit import localcloud
 from devkit.localcloud import FleetDeployment, aws_only, deploy_fleet
 from infra.config import Fleet, load_fleet
-from tests.infra import tfharness as tfh
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = REPO / ".venv" / "bin"
@@ -77,10 +77,10 @@ def local_synth(default_fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) 
 
 
 @pytest.fixture(scope="session")
-def tf(tmp_path_factory: pytest.TempPathFactory) -> tfh.TerraformRunner:
+def tf(tmp_path_factory: pytest.TempPathFactory) -> localcloud.TerraformRunner:
     try:
-        return tfh.make_runner(tmp_path_factory.mktemp("terraform"))
-    except tfh.HarnessError as exc:
+        return localcloud.make_runner(tmp_path_factory.mktemp("terraform"))
+    except localcloud.HarnessError as exc:
         pytest.fail(str(exc), pytrace=False)
 
 
@@ -127,7 +127,7 @@ class MotoDeployment:
 
 @pytest.fixture(scope="session")
 def moto_deployment(
-    tf: tfh.TerraformRunner, local_synth: Synth, tmp_path_factory: pytest.TempPathFactory
+    tf: localcloud.TerraformRunner, local_synth: Synth, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[MotoDeployment]:
     """Apply bootstrap, every AWS region and global to one moto_server; destroy at the end.
 
@@ -144,6 +144,6 @@ def moto_deployment(
     with contextlib.ExitStack() as stack:
         try:
             deployment = stack.enter_context(deploy_fleet(fleet, local_synth.root, work, replace=replace, runner=tf))
-        except tfh.HarnessError as exc:
+        except localcloud.HarnessError as exc:
             pytest.fail(f"offline deploy failed: {exc}", pytrace=False)
         yield MotoDeployment(fleet, deployment)

@@ -7,13 +7,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
-from service.engine.process import free_port
+from devkit.proc import free_port, http_status, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_MODEL = REPO / ".cache" / "tiny-model"
@@ -23,24 +22,6 @@ METRICS_TOKEN = "metrics-test-token"
 # Flags of a gateway attached to the session's engine: generous timeouts, because the test
 # machine is shared and often loaded.
 ATTACHED_ARGS = ("--probe-interval-s", "1", "--probe-timeout-s", "60", "--upstream-connect-timeout-s", "30")
-
-
-def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str, interval_s: float = 0.1) -> float:
-    """Poll until true; returns the seconds it took. Fails the test with `what` on timeout."""
-    started = time.monotonic()
-    deadline = started + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return time.monotonic() - started
-        time.sleep(interval_s)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-
-
-def status_of(url: str) -> int:
-    try:
-        return httpx.get(url, timeout=2.0).status_code
-    except httpx.HTTPError:
-        return 0
 
 
 @dataclass
@@ -64,9 +45,9 @@ class Gateway:
         def ready() -> bool:
             if self.process.poll() is not None:
                 raise AssertionError(f"gateway exited with {self.process.returncode}:\n{self.log_tail()}")
-            return status_of(self.url + "/health/ready") == 200
+            return http_status(self.url + "/health/ready") == 200
 
-        return wait_for(ready, timeout_s, f"{self.url}/health/ready")
+        return wait_until(ready, timeout_s, f"{self.url}/health/ready")
 
     def log_tail(self, lines: int = 40) -> str:
         try:

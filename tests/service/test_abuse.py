@@ -17,9 +17,10 @@ import httpx
 import openai
 import pytest
 
+from devkit.proc import wait_until
 from service.http.routes import KNOWN_PATHS
 from tests.service.features_helpers import feature_env, feature_gateway, gateway_metric
-from tests.service.helpers import API_KEY, METRICS_TOKEN, SERVED, TINY_MODEL, Gateway, metric_value, wait_for
+from tests.service.helpers import API_KEY, METRICS_TOKEN, SERVED, TINY_MODEL, Gateway, metric_value
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
@@ -114,7 +115,7 @@ def test_a_stream_cut_by_its_client_keeps_its_reservation(limited: Gateway) -> N
         started = time.monotonic()
         after_reservation = int(response.headers["x-ratelimit-remaining-tokens"])
         next(response.iter_raw())  # generating; now leave
-    wait_for(lambda: limited.health().json()["in_flight"] == 0, 30, "the gateway to drop the stream")
+    wait_until(lambda: limited.health().json()["in_flight"] == 0, 30, "the gateway to drop the stream")
     left = _remaining_tokens(client)
     bound = after_reservation + _refill(time.monotonic() - started) + 2
     assert bound < TOKENS_PER_MINUTE - 50, f"too slow for this check to tell a charge from a refund: {bound}"
@@ -255,8 +256,8 @@ def test_a_non_streamed_request_whose_client_leaves_is_aborted(general: Gateway,
     generated_before = engine_metric(engine_url, "vllm:generation_tokens_total")
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(general.url + "/v1/completions", json=body, headers=auth(), timeout=httpx.Timeout(60, read=0.5))
-    wait_for(lambda: general.health().json()["in_flight"] == 0, 30, "the gateway to drop the request")
-    wait_for(lambda: engine_metric(engine_url, "vllm:num_requests_running") == 0, 30, "the engine to end it")
+    wait_until(lambda: general.health().json()["in_flight"] == 0, 30, "the gateway to drop the request")
+    wait_until(lambda: engine_metric(engine_url, "vllm:num_requests_running") == 0, 30, "the engine to end it")
     generated = engine_metric(engine_url, "vllm:generation_tokens_total") - generated_before
     assert generated < tokens / 2, f"the engine generated {generated} tokens for a client that left"
     assert any(entry.get("status") == 499 for entry in log_entries(general)), general.log_tail(10)
@@ -327,7 +328,7 @@ def test_a_request_is_stopped_at_the_engine_time_limit(bounded: Gateway, engine_
         assert err.value.status_code == 504
         assert err.value.response.json()["error"]["code"] == "engine_time_limit"
     assert time.monotonic() - started < 15
-    wait_for(lambda: engine_metric(engine_url, "vllm:num_requests_running") == 0, 30, "the engine to end it")
+    wait_until(lambda: engine_metric(engine_url, "vllm:num_requests_running") == 0, 30, "the engine to end it")
     generated = engine_metric(engine_url, "vllm:generation_tokens_total") - generated_before
     assert generated < tokens / 2, f"the engine generated {generated} tokens past the time limit"
 

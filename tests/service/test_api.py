@@ -6,7 +6,8 @@ import httpx
 import openai
 import pytest
 
-from tests.service.helpers import API_KEY, METRICS_TOKEN, SERVED, Gateway, metric_value, wait_for
+from devkit.proc import wait_until
+from tests.service.helpers import API_KEY, METRICS_TOKEN, SERVED, Gateway, metric_value
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
@@ -117,8 +118,8 @@ def test_client_disconnect_aborts_the_engine_request(supervised: Gateway, engine
     ):
         assert response.status_code == 200
         next(response.iter_raw())  # the engine is generating for us now
-    wait_for(lambda: supervised.health().json()["in_flight"] == 0, 30, "the gateway to drop the stream")
-    wait_for(lambda: engine_metric("vllm:num_requests_running") == 0, 30, "the engine to end the request")
+    wait_until(lambda: supervised.health().json()["in_flight"] == 0, 30, "the gateway to drop the stream")
+    wait_until(lambda: engine_metric("vllm:num_requests_running") == 0, 30, "the engine to end the request")
     generated = engine_metric("vllm:generation_tokens_total") - generated_before
     # Had the stream run on, the engine would have generated all of them (plus 1-token probes).
     assert generated < tokens / 2, f"the engine generated {generated} tokens for a client that left"

@@ -35,7 +35,8 @@ import httpx
 import pytest
 
 from devkit.cloudmeta import cloud_stand_in as metadata_server
-from tests.service.helpers import API_KEY, METRICS_TOKEN, REPO, SERVED, Gateway, metric_value, wait_for
+from devkit.proc import wait_until
+from tests.service.helpers import API_KEY, METRICS_TOKEN, REPO, SERVED, Gateway, metric_value
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
@@ -111,14 +112,14 @@ def _drain_under_load(gateway: Gateway, trigger: Callable[[], None], tmp: Path) 
             return body
 
         started = out.with_name(out.name + ".started")
-        wait_for(lambda: started.exists() or load.poll() is not None, 240, "the load's calibration round")
+        wait_until(lambda: started.exists() or load.poll() is not None, 240, "the load's calibration round")
         assert load.poll() is None, (tmp / f"load-{gateway.port}.log").read_text()
         held = [HeldRequest(gateway.port, index) for index in range(HELD)]
-        wait_for(lambda: health()["in_flight"] >= CLIENTS + HELD, 120, f"{CLIENTS + HELD} requests in flight")
+        wait_until(lambda: health()["in_flight"] >= CLIENTS + HELD, 120, f"{CLIENTS + HELD} requests in flight")
 
         trigger()
         # Readiness 503 *because of the drain* (a slow probe on a loaded engine also gives 503).
-        wait_for(lambda: health()["drain"] != "serving", 30, "the drain", interval_s=0.02)
+        wait_until(lambda: health()["drain"] != "serving", 30, "the drain", interval_s=0.02)
         body = health()
         assert body["ready"] is False
         assert body["status"] == "draining", body
@@ -130,7 +131,7 @@ def _drain_under_load(gateway: Gateway, trigger: Callable[[], None], tmp: Path) 
         assert probe.get("/health/live").status_code == 200
 
         # The held requests keep the gateway in its finish phase: this check cannot race the exit.
-        wait_for(lambda: health()["drain"] == "rejecting", SERVE_S + 60, "the reject phase")
+        wait_until(lambda: health()["drain"] == "rejecting", SERVE_S + 60, "the reject phase")
         rejected = probe.post("/v1/completions", json={"model": SERVED, "prompt": "too late", "max_tokens": 1})
         assert rejected.status_code == 503, rejected.text
         assert rejected.headers["retry-after"] == "5"
@@ -196,7 +197,7 @@ def test_rebalance_recommendation_is_counted_and_drains_nothing(attach: Callable
             text = httpx.get(gateway.url + "/metrics", headers=headers, timeout=10).text
             return metric_value(text, "llm_gateway_rebalance_recommendations_total")
 
-        wait_for(lambda: counted() == 1, 30, "the rebalance recommendation counted")
+        wait_until(lambda: counted() == 1, 30, "the rebalance recommendation counted")
         body = httpx.get(gateway.url + "/health/ready", timeout=10).json()
         assert body["ready"] is True, body
         assert body["drain"] == "serving", body

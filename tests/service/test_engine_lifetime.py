@@ -23,8 +23,9 @@ import httpx
 import psutil
 import pytest
 
+from devkit.proc import free_port, http_status, wait_until
 from service.engine.launch import PR_SET_PDEATHSIG
-from tests.service.helpers import API_KEY, REPO, SERVED, TINY_MODEL, free_port, status_of, wait_for
+from tests.service.helpers import API_KEY, REPO, SERVED, TINY_MODEL
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
@@ -65,8 +66,8 @@ def test_the_readme_command_serves_and_its_engine_dies_with_a_sigkilled_gateway(
     with log.open("wb") as out:
         gateway = subprocess.Popen(argv, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env)
     try:
-        wait_for(
-            lambda: gateway.poll() is not None or status_of(f"http://127.0.0.1:{port}/health/ready") == 200,
+        wait_until(
+            lambda: gateway.poll() is not None or http_status(f"http://127.0.0.1:{port}/health/ready") == 200,
             START_TIMEOUT_S,
             "the README's service to be ready",
             0.5,
@@ -86,7 +87,7 @@ def test_the_readme_command_serves_and_its_engine_dies_with_a_sigkilled_gateway(
         gateway.wait(10)
         _, alive = psutil.wait_procs(engine, timeout=30)
         assert not alive, f"engine processes outlived a SIGKILLed gateway: {[p.pid for p in alive]}"
-        assert status_of(f"http://127.0.0.1:{port}/health/live") == 0
+        assert http_status(f"http://127.0.0.1:{port}/health/live") == 0
     finally:
         if gateway.poll() is None:
             gateway.kill()
@@ -145,9 +146,9 @@ def test_the_launcher_ties_a_child_to_its_parent(tmp_path: Path) -> None:
     )
     parent = subprocess.Popen([sys.executable, "-c", parent_code], cwd=REPO)
     try:
-        wait_for(pid_file.exists, 30, "the child's pid")
+        wait_until(pid_file.exists, 30, "the child's pid")
         child = psutil.Process(int(pid_file.read_text()))
-        wait_for(lambda: "sleep" in child.cmdline(), 30, "the launcher to exec the child")
+        wait_until(lambda: "sleep" in child.cmdline(), 30, "the launcher to exec the child")
         os.kill(parent.pid, signal.SIGKILL)
         parent.wait(10)
         _, alive = psutil.wait_procs([child], timeout=10)

@@ -9,7 +9,8 @@ import httpx
 import openai
 import pytest
 
-from tests.service.helpers import API_KEY, SERVED, Gateway, free_port, metric_value, status_of, wait_for
+from devkit.proc import free_port, http_status, wait_until
+from tests.service.helpers import API_KEY, SERVED, Gateway, metric_value
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
@@ -135,7 +136,7 @@ def test_overload_is_a_rate_limit(attach: Callable[..., Gateway]) -> None:
 
 def test_engine_unavailable_is_a_server_error(attach: Callable[..., Gateway]) -> None:
     gateway = attach(name="nowhere", engine=f"http://127.0.0.1:{free_port()}")
-    wait_for(lambda: status_of(gateway.url + "/health/ready") == 503, 60, "the gateway to answer")
+    wait_until(lambda: http_status(gateway.url + "/health/ready") == 503, 60, "the gateway to answer")
     assert gateway.health().json()["engine"] == "starting"
     with pytest.raises(openai.InternalServerError, match="Engine not ready") as caught:
         sdk(gateway).completions.create(model=SERVED, prompt="x", max_tokens=1)

@@ -14,8 +14,9 @@ from urllib.parse import urlsplit
 import openai
 import pytest
 
+from devkit.proc import free_port, wait_until
 from tests.service.features_helpers import feature_env, feature_gateway, gateway_metric, sdk
-from tests.service.helpers import SERVED, Gateway, free_port, wait_for
+from tests.service.helpers import SERVED, Gateway
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
@@ -231,7 +232,7 @@ def test_deadline_falls_back_to_an_answer_cached_meanwhile(
                 stream=stream,
                 extra_headers={"x-request-timeout": "3"},
             )
-            wait_for(
+            wait_until(
                 lambda misses=misses: gateway_metric(slow, "llm_gateway_cache_lookups_total", result="miss") > misses,
                 30,
                 "the lookup that misses",

@@ -15,9 +15,10 @@ import httpx
 import openai
 import pytest
 
+from devkit.proc import free_port, wait_until
 from infra.config import DEFAULT_FLEET_FILE
 from tests.service.features_helpers import feature_gateway, gateway_metric, routing_env, sdk
-from tests.service.helpers import SERVED, TINY_MODEL, Gateway, free_port, metric_value, wait_for
+from tests.service.helpers import SERVED, TINY_MODEL, Gateway, metric_value
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
@@ -62,7 +63,7 @@ def coder_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             return False
 
     try:
-        wait_for(ready, ENGINE_READY_TIMEOUT_S, f"{CODER} engine at {url}", interval_s=1.0)
+        wait_until(ready, ENGINE_READY_TIMEOUT_S, f"{CODER} engine at {url}", interval_s=1.0)
         yield url
     finally:
         if proc.poll() is None:

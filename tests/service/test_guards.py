@@ -17,6 +17,7 @@ import pytest
 import uvicorn
 from prometheus_client import CollectorRegistry
 
+from devkit.proc import free_port, wait_until
 from service.config.features import FeaturesSettings
 from service.config.settings import ServiceSettings
 from service.engine.supervisor import EngineSupervisor
@@ -37,7 +38,6 @@ from service.pipeline.pools import PoolRouter
 from service.pipeline.ratelimit import Limits, MemoryRateLimiter
 from service.upstream.client import HttpEngineClient
 from service.upstream.pool import UpstreamResponse
-from tests.service.helpers import free_port, wait_for
 
 # --- strict JSON ----------------------------------------------------------------------------
 
@@ -205,7 +205,7 @@ def _served(settings: ServiceSettings) -> Iterator[str]:
     thread.start()
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: _ready(url), 30, "the in-process gateway")
+        wait_until(lambda: _ready(url), 30, "the in-process gateway")
         yield url
     finally:
         server.should_exit = True

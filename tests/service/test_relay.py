@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 
+from devkit.proc import free_port
 from service.upstream.pool import (
     UpstreamConnectError,
     UpstreamError,
@@ -16,7 +17,6 @@ from service.upstream.pool import (
     UpstreamTimeoutError,
 )
 from service.upstream.relay import UsageTap, usage_in
-from tests.service.helpers import free_port
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 

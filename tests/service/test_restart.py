@@ -10,8 +10,9 @@ import httpx
 import psutil
 import pytest
 
+from devkit.proc import http_status, wait_until
 from tests.service.conftest import ENGINE_START_TIMEOUT_S, PROBE_INTERVAL_S
-from tests.service.helpers import METRICS_TOKEN, Gateway, metric_value, status_of, wait_for
+from tests.service.helpers import METRICS_TOKEN, Gateway, metric_value
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
@@ -29,7 +30,7 @@ def test_engine_kill_restarts(supervised: Gateway) -> None:
     victim = engine_process(supervised)
     victim.send_signal(signal.SIGKILL)
 
-    wait_for(lambda: status_of(supervised.url + "/health/ready") == 503, PROBE_INTERVAL_S + 2, "readiness 503")
+    wait_until(lambda: http_status(supervised.url + "/health/ready") == 503, PROBE_INTERVAL_S + 2, "readiness 503")
     assert supervised.health().json()["engine"] in {"dead", "restarting", "starting", "warming"}
 
     supervised.wait_ready(ENGINE_START_TIMEOUT_S)
