@@ -19,10 +19,10 @@ from infra.aspects import fleet_tags
 from infra.boot import DRAIN_BUDGET_S, METRICS_NAMESPACE, render_boot_script
 from infra.catalog import Cloud
 from infra.config import Fleet, RegionSpec
-from infra.constructs.aws_gpu_group import AwsGpuGroup
-from infra.constructs.aws_instance_role import AwsInstanceRole
-from infra.constructs.aws_load_balancer import AwsLoadBalancer
-from infra.constructs.aws_network import LOG_RETENTION_DAYS, AwsNetwork
+from infra.constructs.aws.gpu_group import AwsGpuGroup
+from infra.constructs.aws.instance_role import AwsInstanceRole
+from infra.constructs.aws.load_balancer import AwsLoadBalancer
+from infra.constructs.aws.network import LOG_RETENTION_DAYS, AwsNetwork
 from infra.naming import aws_group_name, instance_log_group
 from infra.stacks.common import Backend, FleetStack
 

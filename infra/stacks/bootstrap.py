@@ -17,16 +17,21 @@ environment, `gcp_workload_identity_provider`, `gcp_plan_service_account`,
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from cdktf import Aspects, TerraformOutput
 from cdktf_cdktf_provider_aws.provider import AwsProvider
 from constructs import Construct
 
 from infra.catalog import Cloud
 from infra.config import Fleet
-from infra.constructs.aws_global_name_validation import AwsGlobalNameValidation
-from infra.constructs.aws_state_bucket import AwsStateBucket
-from infra.constructs.github_oidc import AwsGithubOidc, GcpGithubOidc, aws_github_oidc
+from infra.constructs.aws.github_oidc import AwsGithubOidc, aws_github_oidc
+from infra.constructs.aws.global_name_validation import AwsGlobalNameValidation
+from infra.constructs.aws.state_bucket import AwsStateBucket
 from infra.stacks.common import Backend, FleetStack
+
+if TYPE_CHECKING:
+    from infra.constructs.gcp.github_oidc import GcpGithubOidc
 
 
 class BootstrapStack(FleetStack):
@@ -69,9 +74,9 @@ class BootstrapStack(FleetStack):
         # Deferred: only fleets with GCP regions pay for (and need a mirror of) the Google provider.
         from cdktf_cdktf_provider_google.provider import GoogleProvider
 
-        from infra.constructs.gcp_ci_roles import grant_ci_roles
-        from infra.constructs.gcp_project_services import GcpProjectServices
-        from infra.constructs.github_oidc import gcp_github_oidc
+        from infra.constructs.gcp.ci_roles import grant_ci_roles
+        from infra.constructs.gcp.github_oidc import gcp_github_oidc
+        from infra.constructs.gcp.project_services import GcpProjectServices
         from infra.gcp_labels import GcpLabels, fleet_labels
 
         if fleet.gcp.project is None:

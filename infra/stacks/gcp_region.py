@@ -39,12 +39,12 @@ class GcpRegionStack(FleetStack):
         from cdktf_cdktf_provider_google.provider import GoogleProvider
 
         from infra.boot import DRAIN_BUDGET_S
-        from infra.constructs.gcp_gpu_pool import GcpGpuPool, pool_sizes
-        from infra.constructs.gcp_health_checks import GcpHealthChecks
-        from infra.constructs.gcp_instance_template import GcpInstanceTemplate
-        from infra.constructs.gcp_load_balancer import GcpLoadBalancer
-        from infra.constructs.gcp_network import GcpNetwork
-        from infra.constructs.gcp_service_account import GcpServiceAccount
+        from infra.constructs.gcp.gpu_pool import GcpGpuPool, pool_sizes
+        from infra.constructs.gcp.health_checks import GcpHealthChecks
+        from infra.constructs.gcp.instance_template import GcpInstanceTemplate
+        from infra.constructs.gcp.load_balancer import GcpLoadBalancer
+        from infra.constructs.gcp.network import GcpNetwork
+        from infra.constructs.gcp.service_account import GcpServiceAccount
         from infra.gcp_boot import shutdown_script, startup_script
         from infra.gcp_labels import GcpLabels, fleet_labels
 

@@ -42,7 +42,7 @@ from constructs import Construct
 
 from infra.catalog import Cloud
 from infra.config import Fleet, GlobalMode, RegionSpec
-from infra.constructs.aws_region_routing import (
+from infra.constructs.aws.region_routing import (
     ATTACHED_RESOURCE_CHECK,
     ATTACHED_RESOURCE_REASON,
     AwsRegionRouting,

@@ -9,7 +9,9 @@ from typing import Any
 import pytest
 
 from infra.config import Fleet
-from infra.constructs.github_oidc import aws_github_oidc, deploy_environments, gcp_github_oidc
+from infra.constructs.aws.github_oidc import aws_github_oidc
+from infra.constructs.gcp.github_oidc import gcp_github_oidc
+from infra.constructs.github_oidc import deploy_environments
 
 pytestmark = pytest.mark.slow
 

@@ -406,9 +406,9 @@ def test_every_api_a_regional_stack_calls_is_enabled_by_bootstrap(
     synthesized: Synthesized, label: str, stack: str
 ) -> None:
     """SERVICE_DISABLED on a fresh project: every resource type here must be served by an API
-    that the bootstrap stack enables (infra/constructs/gcp_project_services.py)."""
+    that the bootstrap stack enables (infra/constructs/gcp/project_services.py)."""
     from infra.config import parse_fleet_text
-    from infra.constructs.gcp_project_services import required_services
+    from infra.constructs.gcp.project_services import required_services
 
     fleet = parse_fleet_text(str(FLEETS[label]["fleet"]), label)
     enabled = set(required_services(fleet))
@@ -418,7 +418,7 @@ def test_every_api_a_regional_stack_calls_is_enabled_by_bootstrap(
         assert api in enabled, f"{rtype} needs {api}"
 
 
-# The deploy role (infra/constructs/gcp_ci_roles.py) that may write each Google resource type of a
+# The deploy role (infra/constructs/gcp/ci_roles.py) that may write each Google resource type of a
 # regional stack (GCP IAM roles reference: Compute Instance Admin v1 = templates, MIGs,
 # autoscalers; Network Admin = networking except firewall rules; Security Admin = firewall rules;
 # Certificate Manager Owner; Service Account Admin; Project IAM Admin; Secret Manager Admin;
@@ -453,7 +453,7 @@ DEPLOY_ROLE_OF_RESOURCE = {
 def test_the_deploy_account_holds_a_role_for_every_resource_type(
     synthesized: Synthesized, label: str, stack: str
 ) -> None:
-    from infra.constructs.gcp_ci_roles import BUCKET_ADMIN, DEPLOY_ROLES, PROJECT_IAM_ADMIN, SECRET_ADMIN
+    from infra.constructs.gcp.ci_roles import BUCKET_ADMIN, DEPLOY_ROLES, PROJECT_IAM_ADMIN, SECRET_ADMIN
 
     granted = {*DEPLOY_ROLES, PROJECT_IAM_ADMIN, SECRET_ADMIN, BUCKET_ADMIN}
     for rtype in synthesized.stack(label, stack)["resource"]:

@@ -113,8 +113,8 @@ def test_gcp_ci_accounts_get_narrow_predefined_roles_for_plan_and_apply(local_sy
     resource family, Project IAM Admin fenced by an IAM condition ("Set limits on granting
     roles": modifiedGrantsByRole) to the instances' two roles, Secret Manager Admin only on the
     fleet's secrets; never a basic role."""
-    from infra.constructs.gcp_ci_roles import DEPLOY_ROLES, PLAN_ROLES
-    from infra.constructs.gcp_service_account import PROJECT_ROLES
+    from infra.constructs.gcp.ci_roles import DEPLOY_ROLES, PLAN_ROLES
+    from infra.constructs.gcp.service_account import PROJECT_ROLES
 
     doc = local_synth.stacks["bootstrap"]
     plan_sa = "serviceAccount:${google_service_account.github_plan_account.email}"

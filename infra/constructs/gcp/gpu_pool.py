@@ -40,7 +40,7 @@ from cdktf_cdktf_provider_google.compute_region_instance_group_manager import (
 from constructs import Construct
 
 from infra.config import AutoscaleSpec, RegionSpec
-from infra.constructs.gcp_instance_template import Pool
+from infra.constructs.gcp.instance_template import Pool
 from infra.gcp_boot import GPU_METRIC_TYPE, IN_FLIGHT_METRIC_TYPE
 from infra.gcp_labels import gcp_name
 

@@ -31,7 +31,7 @@ from cdktf_cdktf_provider_aws.security_group import SecurityGroup
 from cdktf_cdktf_provider_aws.vpc_security_group_ingress_rule import VpcSecurityGroupIngressRule
 from constructs import Construct
 
-from infra.constructs.aws_global_name_validation import VALIDATION_TTL_S, validation_option
+from infra.constructs.aws.global_name_validation import VALIDATION_TTL_S, validation_option
 from infra.constructs.aws_suppress import suppress
 
 TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
@@ -88,7 +88,7 @@ class AwsLoadBalancer(Construct):
         )
         # One record per name this stack owns. A name in `shared_names` (the global name, on
         # every region's certificate) has the same validation CNAME in every region, and its
-        # record is the bootstrap stack's (infra/constructs/aws_global_name_validation.py): it
+        # record is the bootstrap stack's (infra/constructs/aws/global_name_validation.py): it
         # is only listed in the validation check here, so destroying this region leaves it.
         self.validation_records: list[Route53Record] = []
         fqdns: list[str] = []

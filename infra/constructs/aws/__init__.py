@@ -1,0 +1,1 @@
+"""AWS constructs: `(scope, id_, *, props)`, resources as attributes; only AWS bindings imported."""
