@@ -15,7 +15,6 @@ from cdktf_cdktf_provider_aws.data_aws_route53_zone import DataAwsRoute53Zone
 from cdktf_cdktf_provider_aws.provider import AwsProvider
 from constructs import Construct
 
-from infra.aspects import fleet_tags
 from infra.boot import DRAIN_BUDGET_S, METRICS_NAMESPACE, render_boot_script
 from infra.catalog import Cloud
 from infra.config import Fleet, RegionSpec
@@ -25,6 +24,7 @@ from infra.constructs.aws.load_balancer import AwsLoadBalancer
 from infra.constructs.aws.network import LOG_RETENTION_DAYS, AwsNetwork
 from infra.naming import aws_group_name, instance_log_group
 from infra.stacks.common import Backend, FleetStack
+from infra.tagging import fleet_tags
 
 # ALB idle timeout: a non-streaming generation of max_tokens must fit; streams send bytes often.
 ALB_IDLE_TIMEOUT_S = 300

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from cdktf import Aspects, TerraformOutput
+from cdktf import TerraformOutput
 from cdktf_cdktf_provider_aws.provider import AwsProvider
 from constructs import Construct
 
@@ -77,12 +77,12 @@ class BootstrapStack(FleetStack):
         from infra.constructs.gcp.ci_roles import grant_ci_roles
         from infra.constructs.gcp.github_oidc import gcp_github_oidc
         from infra.constructs.gcp.project_services import GcpProjectServices
-        from infra.gcp_labels import GcpLabels, fleet_labels
+        from infra.tagging import fleet_labels, label_gcp_resources
 
         if fleet.gcp.project is None:
             raise ValueError("gcp.project: required for a fleet with gcp regions")
         GoogleProvider(self, "google", project=fleet.gcp.project)
-        Aspects.of(self).add(GcpLabels(fleet_labels(fleet.project, self.stack_name, fleet.tags)))
+        label_gcp_resources(self, fleet_labels(fleet.project, self.stack_name, fleet.tags))
         # Every API the GCP stacks, the instances and the CI login use, in one place.
         self.gcp_services = GcpProjectServices(self, "gcp_services", fleet=fleet, project=fleet.gcp.project)
         trust = gcp_github_oidc(

@@ -1,4 +1,4 @@
-"""What every stack shares: the state backend, the tags Aspect, remote-state lookups.
+"""What every stack shares: the state backend, the AWS tags, remote-state lookups.
 
 Backends: "fleet" writes state to the S3 bucket named in `fleet.state` (key
 `<project>/<stack>.tfstate`, S3-native lockfile locking, SSE-KMS with the state key by its
@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Literal
 
 from cdktf import (
-    Aspects,
     DataTerraformRemoteStateLocal,
     DataTerraformRemoteStateS3,
     LocalBackend,
@@ -21,9 +20,9 @@ from cdktf import (
 )
 from constructs import Construct
 
-from infra.aspects import AwsTags, fleet_tags
 from infra.config import Fleet
 from infra.naming import state_kms_alias
+from infra.tagging import fleet_tags, tag_aws_resources
 
 Backend = Literal["fleet", "local"]
 
@@ -67,7 +66,7 @@ class FleetStack(TerraformStack):
             s3.add_override("use_lockfile", True)
         else:
             LocalBackend(self, path=local_state_file(id_))
-        Aspects.of(self).add(AwsTags(fleet_tags(fleet.project, id_, fleet.tags)))
+        tag_aws_resources(self, fleet_tags(fleet.project, id_, fleet.tags))
 
     def remote_state(self, stack: str) -> TerraformRemoteState:
         """Read another stack's outputs the same way that stack stores its state."""

@@ -13,7 +13,7 @@ Only Google bindings are imported here (never the AWS ones); the state backend i
 
 from __future__ import annotations
 
-from cdktf import Aspects, TerraformOutput
+from cdktf import TerraformOutput
 from constructs import Construct
 
 from infra.catalog import Cloud
@@ -46,14 +46,14 @@ class GcpRegionStack(FleetStack):
         from infra.constructs.gcp.network import GcpNetwork
         from infra.constructs.gcp.service_account import GcpServiceAccount
         from infra.gcp_boot import shutdown_script, startup_script
-        from infra.gcp_labels import GcpLabels, fleet_labels
+        from infra.tagging import fleet_labels, label_gcp_resources
 
         self.region = region
         project = fleet.gcp.project
         name = f"{fleet.project}-{region.region}"
         port = fleet.service.port
         GoogleProvider(self, "google", project=project, region=region.region)
-        Aspects.of(self).add(GcpLabels(fleet_labels(fleet.project, id_, fleet.tags)))
+        label_gcp_resources(self, fleet_labels(fleet.project, id_, fleet.tags))
 
         self.identity = GcpServiceAccount(
             self,

@@ -48,9 +48,9 @@ from infra.constructs.aws.region_routing import (
     AwsRegionRouting,
     RegionTarget,
 )
-from infra.constructs.aws_suppress import suppress
 from infra.stacks.aws_region import endpoint_name
 from infra.stacks.common import Backend, FleetStack
+from infra.tagging import suppress
 
 if TYPE_CHECKING:
     from cdktf import TerraformRemoteState

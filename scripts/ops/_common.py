@@ -166,12 +166,3 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     lines = [fmt(cells[0]), "  ".join("-" * w for w in widths)]
     lines += [fmt(row) for row in cells[1:]]
     return "\n".join(lines)
-
-
-def fleet_tags(fleet: Fleet, stack: str) -> dict[str, str]:
-    """The tags every stack puts on its resources (the discovery key for these tools)."""
-    return {"Project": fleet.project, "Stack": stack, "ManagedBy": "cdktf"}
-
-
-def gcp_labels(fleet: Fleet, stack: str) -> dict[str, str]:
-    return {"project": fleet.project, "stack": stack, "managed-by": "cdktf"}

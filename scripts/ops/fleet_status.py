@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, TextIO
 
 from infra.config import Fleet, RegionSpec
+from infra.tagging import PROJECT_LABEL, PROJECT_TAG, STACK_LABEL, STACK_TAG
 from scripts.ops._common import (
     EXIT_OK,
     EXIT_PROBLEM,
@@ -77,8 +78,8 @@ def aws_region_status(aws: AwsClientFactory, fleet: Fleet, region: RegionSpec) -
         "describe_auto_scaling_groups",
         "AutoScalingGroups",
         Filters=[
-            {"Name": "tag:Project", "Values": [fleet.project]},
-            {"Name": "tag:Stack", "Values": [region.stack_name]},
+            {"Name": f"tag:{PROJECT_TAG}", "Values": [fleet.project]},
+            {"Name": f"tag:{STACK_TAG}", "Values": [region.stack_name]},
         ],
     )
     target_groups: set[str] = set()
@@ -124,7 +125,7 @@ def gcp_region_status(gcp: GcpClients, fleet: Fleet, region: RegionSpec) -> Regi
     groups: dict[str, str] = {}  # instance group URL path -> MIG name
     for mig in gcp.region_instance_group_managers.list(project=project, region=region.region):
         labels = template_labels(gcp, mig.instance_template)
-        if labels.get("project") != fleet.project or labels.get("stack") != region.stack_name:
+        if labels.get(PROJECT_LABEL) != fleet.project or labels.get(STACK_LABEL) != region.stack_name:
             continue
         actions = mig.current_actions
         running = actions.none
@@ -174,7 +175,7 @@ def global_health(aws: AwsClientFactory, fleet: Fleet) -> dict[str, str]:
         batch = route53.list_tags_for_resources(ResourceType="healthcheck", ResourceIds=ids[start : start + 10])
         for tagset in batch["ResourceTagSets"]:
             tags = {t["Key"]: t["Value"] for t in tagset.get("Tags", [])}
-            if tags.get("Project") == fleet.project:
+            if tags.get(PROJECT_TAG) == fleet.project:
                 check = next(c for c in checks if c["Id"] == tagset["ResourceId"])
                 ours[tagset["ResourceId"]] = check
     suffix = "." + fleet.global_.domain

@@ -7,7 +7,7 @@ import re
 from hypothesis import given
 from hypothesis import strategies as st
 
-from infra.gcp_labels import LABEL_MAX, fleet_labels, gcp_name, label_key, label_value
+from infra.tagging import LABEL_MAX, fleet_labels, gcp_name, label_key, label_value
 
 NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")

@@ -20,7 +20,7 @@ from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
 from cdktf_cdktf_provider_aws.iam_role_policy_attachment import IamRolePolicyAttachment
 from constructs import Construct
 
-from infra.constructs.aws_suppress import suppress
+from infra.tagging import suppress
 
 
 def _s3_mirror(weights_mirror: str | None) -> tuple[str, str] | None:

@@ -32,7 +32,7 @@ from cdktf_cdktf_provider_aws.vpc_security_group_ingress_rule import VpcSecurity
 from constructs import Construct
 
 from infra.constructs.aws.global_name_validation import VALIDATION_TTL_S, validation_option
-from infra.constructs.aws_suppress import suppress
+from infra.tagging import suppress
 
 TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
 # Only these reach the service; vLLM's other routes and the gateway's metrics never do.

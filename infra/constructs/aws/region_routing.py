@@ -10,7 +10,7 @@ from cdktf_cdktf_provider_aws.route53_health_check import Route53HealthCheck
 from cdktf_cdktf_provider_aws.route53_record import Route53Record, Route53RecordAlias
 from constructs import Construct
 
-from infra.constructs.aws_suppress import suppress
+from infra.tagging import suppress
 
 READY_PATH = "/health/ready"
 # CKV2_AWS_23 looks for the record's target in the same configuration; it lives in the

@@ -33,8 +33,8 @@ from cdktf_cdktf_provider_aws.s3_bucket_versioning import (
 )
 from constructs import Construct
 
-from infra.constructs.aws_suppress import suppress
 from infra.naming import state_kms_alias
+from infra.tagging import suppress
 
 NONCURRENT_VERSION_DAYS = 90
 

@@ -26,8 +26,8 @@ from constructs import Construct
 
 from infra.catalog import Cloud
 from infra.config import Fleet
-from infra.constructs.aws_suppress import suppress
 from infra.constructs.gcp.service_account import PROJECT_ROLES, weights_bucket
+from infra.tagging import suppress
 
 # role -> what of the gcp-* stacks it covers
 PLAN_ROLES: dict[str, str] = {

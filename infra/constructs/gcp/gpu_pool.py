@@ -42,7 +42,7 @@ from constructs import Construct
 from infra.config import AutoscaleSpec, RegionSpec
 from infra.constructs.gcp.instance_template import Pool
 from infra.gcp_boot import GPU_METRIC_TYPE, IN_FLIGHT_METRIC_TYPE
-from infra.gcp_labels import gcp_name
+from infra.tagging import gcp_name
 
 NAMED_PORT = "http"
 # GCP bounds: autohealing initial delay and autoscaler initialization period 0..3600 s;

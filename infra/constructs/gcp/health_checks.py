@@ -16,7 +16,7 @@ from cdktf_cdktf_provider_google.compute_region_health_check import (
 )
 from constructs import Construct
 
-from infra.gcp_labels import gcp_name
+from infra.tagging import gcp_name
 
 READY_PATH = "/health/ready"
 LIVE_PATH = "/health/live"

@@ -30,7 +30,7 @@ from cdktf_cdktf_provider_google.compute_instance_template import (
 from constructs import Construct
 
 from infra.catalog import GpuOffering
-from infra.gcp_labels import gcp_name
+from infra.tagging import gcp_name
 
 # Deep Learning VM image with the NVIDIA driver preinstalled; the boot script adds the
 # container toolkit when it is missing.

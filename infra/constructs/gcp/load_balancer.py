@@ -52,7 +52,7 @@ from cdktf_cdktf_provider_google.compute_subnetwork import ComputeSubnetwork
 from constructs import Construct
 
 from infra.constructs.gcp.gpu_pool import NAMED_PORT
-from infra.gcp_labels import gcp_name
+from infra.tagging import gcp_name
 
 PUBLIC_PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/models")
 READY_PATH = "/health/ready"

@@ -20,7 +20,7 @@ from cdktf_cdktf_provider_google.compute_router_nat import (
 from cdktf_cdktf_provider_google.compute_subnetwork import ComputeSubnetwork, ComputeSubnetworkLogConfig
 from constructs import Construct
 
-from infra.gcp_labels import gcp_name
+from infra.tagging import gcp_name
 
 # Google's load-balancer health-check probers (https://cloud.google.com/load-balancing/docs/health-check-concepts).
 HEALTH_CHECK_RANGES = ("35.191.0.0/16", "130.211.0.0/22")

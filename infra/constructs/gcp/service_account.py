@@ -17,7 +17,7 @@ from cdktf_cdktf_provider_google.service_account import ServiceAccount
 from cdktf_cdktf_provider_google.storage_bucket_iam_member import StorageBucketIamMember
 from constructs import Construct
 
-from infra.gcp_labels import gcp_name
+from infra.tagging import gcp_name
 
 PROJECT_ROLES = ("roles/logging.logWriter", "roles/monitoring.metricWriter")
 SECRET_ROLE = "roles/secretmanager.secretAccessor"  # noqa: S105 - a role name
