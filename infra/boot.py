@@ -31,9 +31,7 @@ from contract.instance import (
     FeaturesContract,
     InstanceContract,
     LanguageContract,
-    PoolRoute,
     RateLimitContract,
-    RoutingContract,
     ServiceContract,
 )
 from infra.config import Fleet, Quantization, RegionSpec
@@ -131,10 +129,7 @@ def instance_contract(fleet: Fleet, region: RegionSpec) -> InstanceContract:
             # cache_ttl_s: 0 turns the cache off
             cache=CacheContract(enabled=s.cache_ttl_s > 0, ttl_s=float(s.cache_ttl_s or CacheContract().ttl_s)),
             rate_limit=RateLimitContract(requests_per_minute=s.rate_limit_rpm, tokens_per_minute=s.rate_limit_tpm),
-            routing=RoutingContract(
-                default_model=fleet.routing.default_model,
-                pools=tuple(PoolRoute.model_validate(pool.model_dump()) for pool in fleet.routing.pools),
-            ),
+            routing=fleet.routing,  # the fleet file's section is the contract's type
             language=LanguageContract(instruction_enabled=s.language_instruction),
         ),
     )
