@@ -39,6 +39,7 @@ from typing import Any
 from devkit.proc import free_port
 from infra.catalog import Cloud
 from infra.config import Fleet, parse_fleet
+from infra.naming import BOOTSTRAP_STACK, GLOBAL_STACK, local_state_file
 
 AWS_PROVIDER = "registry.terraform.io/hashicorp/aws"
 AWS_PROVIDER_VERSION = "5.100.0"
@@ -282,7 +283,7 @@ def copy_stacks(stacks_dir: Path, names: Sequence[str], dest: Path) -> dict[str,
 
 
 def deploy_to_moto(
-    runner: TerraformRunner, stack_dirs: Mapping[str, Path], endpoint: str, *, last: Sequence[str] = ("global",)
+    runner: TerraformRunner, stack_dirs: Mapping[str, Path], endpoint: str, *, last: Sequence[str] = (GLOBAL_STACK,)
 ) -> dict[str, dict[str, Any]]:
     """Write the endpoint override into each (copied) stack, init and apply; return outputs.
 
@@ -313,7 +314,7 @@ def deploy_to_moto(
 
 
 def destroy_stacks(
-    runner: TerraformRunner, stack_dirs: Mapping[str, Path], *, first: Sequence[str] = ("global",)
+    runner: TerraformRunner, stack_dirs: Mapping[str, Path], *, first: Sequence[str] = (GLOBAL_STACK,)
 ) -> list[str]:
     """Destroy `first` (the stacks that read the others), then the rest concurrently.
 
@@ -355,7 +356,7 @@ def gcp_stand_in(path: Path, stack: str, region: str, domain: str) -> None:
     (path / "main.tf.json").write_text(
         json.dumps(
             {
-                "terraform": {"backend": {"local": {"path": f"terraform.{stack}.tfstate"}}},
+                "terraform": {"backend": {"local": {"path": local_state_file(stack)}}},
                 "output": {
                     "lb_ip_address": {"value": GCP_STAND_IN_IP},
                     "dns_authorization_record_name": {"value": f"_acme-challenge_abc.{region}.{domain}."},
@@ -410,7 +411,7 @@ def deploy_fleet(
     for name, source in replace.items():
         if source.name != name:
             raise HarnessError(f"replace: {name}: expected a directory named {name}, got {source}")
-    if fleet.regions_of(Cloud.GCP) and "bootstrap" not in replace and _uses_google(stacks_dir / "bootstrap"):
+    if fleet.regions_of(Cloud.GCP) and BOOTSTRAP_STACK not in replace and _uses_google(stacks_dir / BOOTSTRAP_STACK):
         raise HarnessError(
             "bootstrap: uses the Google provider, which cannot be installed offline; "
             "deploy the aws_only(fleet) bootstrap (replace={'bootstrap': ...})"

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 from importlib import import_module
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from infra.config import Fleet
+from infra.naming import BOOTSTRAP_STACK, GLOBAL_STACK, Backend
 
 if TYPE_CHECKING:
     from constructs import Construct
-
-Backend = Literal["fleet", "local"]
 
 
 def synth(fleet: Fleet, stacks: list[str], *, outdir: Path | None = None, backend: Backend = "fleet") -> Path:
@@ -30,11 +29,11 @@ def synth(fleet: Fleet, stacks: list[str], *, outdir: Path | None = None, backen
 
 def add_stack(app: Construct, fleet: Fleet, name: str, *, backend: Backend) -> Construct:
     """Instantiate one stack by name (bootstrap, aws-<region>, gcp-<region>, global)."""
-    if name == "bootstrap":
+    if name == BOOTSTRAP_STACK:
         from infra.stacks.bootstrap import BootstrapStack
 
         return BootstrapStack(app, name, fleet=fleet, backend=backend)
-    if name == "global":
+    if name == GLOBAL_STACK:
         from infra.stacks.global_routing import GlobalStack
 
         return GlobalStack(app, name, fleet=fleet, backend=backend)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from infra.config import DEFAULT_FLEET_FILE, Fleet, FleetConfigError, load_fleet
+from infra.naming import BOOTSTRAP_STACK, GLOBAL_STACK
 
 EXIT_INVALID = 2
 
@@ -87,7 +88,7 @@ def cmd_stacks(args: argparse.Namespace) -> int:
         entries = []
         for name in fleet.stack_names():
             entry: dict[str, object] = {"stack": name, "cloud": "aws", "region": fleet.state.region, "canary": False}
-            if name not in ("bootstrap", "global"):
+            if name not in (BOOTSTRAP_STACK, GLOBAL_STACK):
                 r = fleet.region(name)
                 entry = {"stack": name, "cloud": r.cloud.value, "region": r.region, "canary": r is fleet.canary}
             entries.append(entry)

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from contract.instance import PoolRoute, RoutingContract
 from infra.catalog import COLD_START_BUDGETS, GPU_OFFERINGS, REGIONS, Cloud, GpuOffering, RegionInfo
+from infra.naming import BOOTSTRAP_STACK, GLOBAL_STACK, region_stack_name
 
 # Known pre-quantized builds, so a fleet file can name the base model only.
 QUANTIZED_CHECKPOINTS: dict[tuple[str, str], str] = {
@@ -162,7 +163,7 @@ class RegionSpec(_Frozen):
 
     @property
     def stack_name(self) -> str:
-        return f"{self.cloud.value}-{self.region}"
+        return region_stack_name(self.cloud, self.region)
 
     @property
     def offering(self) -> GpuOffering:
@@ -212,4 +213,4 @@ class Fleet(_Frozen):
     def stack_names(self) -> list[str]:
         """Every stack, in deploy order: state bucket, regions (canary first), global."""
         regional = [self.canary] + [r for r in self.regions if r is not self.canary]
-        return ["bootstrap", *(r.stack_name for r in regional), "global"]
+        return [BOOTSTRAP_STACK, *(r.stack_name for r in regional), GLOBAL_STACK]

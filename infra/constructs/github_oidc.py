@@ -21,6 +21,7 @@ What each role may do, scoped to what its stacks touch: `infra/constructs/aws/ci
 from __future__ import annotations
 
 from infra.config import Fleet
+from infra.naming import BOOTSTRAP_STACK
 
 GITHUB_OIDC_HOST = "token.actions.githubusercontent.com"
 GITHUB_OIDC_URL = f"https://{GITHUB_OIDC_HOST}"
@@ -31,7 +32,7 @@ def deploy_environments(fleet: Fleet) -> list[str]:
 
     GCP region stacks are included: their Terraform state lives in the fleet's S3 bucket.
     """
-    return [name for name in fleet.stack_names() if name != "bootstrap"]
+    return [name for name in fleet.stack_names() if name != BOOTSTRAP_STACK]
 
 
 def resource_suffix(env: str) -> str:

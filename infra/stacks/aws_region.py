@@ -22,17 +22,12 @@ from infra.constructs.aws.gpu_group import AwsGpuGroup
 from infra.constructs.aws.instance_role import AwsInstanceRole
 from infra.constructs.aws.load_balancer import AwsLoadBalancer
 from infra.constructs.aws.network import LOG_RETENTION_DAYS, AwsNetwork
-from infra.naming import aws_group_name, instance_log_group
-from infra.stacks.common import Backend, FleetStack
+from infra.naming import Backend, aws_group_name, endpoint_name, instance_log_group, resource_prefix
+from infra.stacks.common import FleetStack
 from infra.tagging import fleet_tags
 
 # ALB idle timeout: a non-streaming generation of max_tokens must fit; streams send bytes often.
 ALB_IDLE_TIMEOUT_S = 300
-
-
-def endpoint_name(fleet: Fleet, region: RegionSpec) -> str:
-    """The per-region DNS name, e.g. us-west-2.api.example.com."""
-    return f"{region.region}.{fleet.global_.domain}"
 
 
 class AwsRegionStack(FleetStack):
@@ -42,7 +37,7 @@ class AwsRegionStack(FleetStack):
             raise ValueError(f"region: {region.stack_name} is not an AWS region")
 
         self.region = region
-        name = f"{fleet.project}-{region.region}"
+        name = resource_prefix(fleet, region)
         AwsProvider(self, "aws", region=region.region)
         account = DataAwsCallerIdentity(self, "account")
         partition = DataAwsPartition(self, "partition").partition

@@ -28,7 +28,8 @@ from infra.config import Fleet
 from infra.constructs.aws.github_oidc import AwsGithubOidc, aws_github_oidc
 from infra.constructs.aws.global_name_validation import AwsGlobalNameValidation
 from infra.constructs.aws.state_bucket import AwsStateBucket
-from infra.stacks.common import Backend, FleetStack
+from infra.naming import Backend
+from infra.stacks.common import FleetStack
 
 if TYPE_CHECKING:
     from infra.constructs.gcp.github_oidc import GcpGithubOidc

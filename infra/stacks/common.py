@@ -8,8 +8,6 @@ so tests can run on a copy of the tree.
 
 from __future__ import annotations
 
-from typing import Literal
-
 from cdktf import (
     DataTerraformRemoteStateLocal,
     DataTerraformRemoteStateS3,
@@ -21,18 +19,8 @@ from cdktf import (
 from constructs import Construct
 
 from infra.config import Fleet
-from infra.naming import state_kms_alias
+from infra.naming import Backend, local_state_file, state_key, state_kms_alias
 from infra.tagging import fleet_tags, tag_aws_resources
-
-Backend = Literal["fleet", "local"]
-
-
-def state_key(fleet: Fleet, stack: str) -> str:
-    return f"{fleet.project}/{stack}.tfstate"
-
-
-def local_state_file(stack: str) -> str:
-    return f"terraform.{stack}.tfstate"
 
 
 def use_s3(fleet: Fleet, backend: Backend) -> bool:
@@ -53,7 +41,7 @@ class FleetStack(TerraformStack):
             s3 = S3Backend(
                 self,
                 bucket=fleet.state.bucket,
-                key=state_key(fleet, id_),
+                key=state_key(fleet.project, id_),
                 region=fleet.state.region,
                 encrypt=True,
                 # Without a key, `encrypt` asks S3 for SSE-S3 on every write, overriding the
@@ -76,7 +64,7 @@ class FleetStack(TerraformStack):
                 self,
                 rid,
                 bucket=self.fleet.state.bucket,
-                key=state_key(self.fleet, stack),
+                key=state_key(self.fleet.project, stack),
                 region=self.fleet.state.region,
             )
         # Relative to this stack's directory, so a copied cdktf.out tree keeps working.

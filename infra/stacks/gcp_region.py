@@ -18,15 +18,11 @@ from constructs import Construct
 
 from infra.catalog import Cloud
 from infra.config import Fleet, RegionSpec
-from infra.stacks.common import Backend, FleetStack
+from infra.naming import Backend, endpoint_name, resource_prefix
+from infra.stacks.common import FleetStack
 
 # Connection draining must end before a preempted spot VM is powered off (30 s notice).
 DRAIN_MARGIN_S = 5
-
-
-def endpoint_name(fleet: Fleet, region: RegionSpec) -> str:
-    """The per-region DNS name, e.g. asia-southeast1.api.example.com."""
-    return f"{region.region}.{fleet.global_.domain}"
 
 
 class GcpRegionStack(FleetStack):
@@ -50,7 +46,7 @@ class GcpRegionStack(FleetStack):
 
         self.region = region
         project = fleet.gcp.project
-        name = f"{fleet.project}-{region.region}"
+        name = resource_prefix(fleet, region)
         port = fleet.service.port
         GoogleProvider(self, "google", project=project, region=region.region)
         label_gcp_resources(self, fleet_labels(fleet.project, id_, fleet.tags))

@@ -48,8 +48,8 @@ from infra.constructs.aws.region_routing import (
     AwsRegionRouting,
     RegionTarget,
 )
-from infra.stacks.aws_region import endpoint_name
-from infra.stacks.common import Backend, FleetStack
+from infra.naming import Backend, endpoint_name
+from infra.stacks.common import FleetStack
 from infra.tagging import suppress
 
 if TYPE_CHECKING:

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, TextIO
 
 from infra.config import Fleet, RegionSpec
+from infra.naming import endpoint_name
 from infra.tagging import PROJECT_LABEL, PROJECT_TAG, STACK_LABEL, STACK_TAG
 from scripts.ops._common import (
     EXIT_OK,
@@ -227,7 +228,7 @@ def render(fleet: Fleet, statuses: list[RegionStatus]) -> str:
                     "-" if g.on_demand_base is None else f"{g.on_demand_base}",
                     ",".join(g.instance_types) or "-",
                     f"{status.healthy_targets}/{status.targets}" if first else "",
-                    f"{region.region}.{fleet.global_.domain}: {status.global_health}" if first else "",
+                    f"{endpoint_name(fleet, region)}: {status.global_health}" if first else "",
                     ("ok" if status.ok else "DEGRADED") if first else "",
                 ]
             )

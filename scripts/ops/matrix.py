@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from infra.naming import BOOTSTRAP_STACK, GLOBAL_STACK
 from scripts.ops._common import ArgParser, OpsError, run_main
 
 Entry = dict[str, Any]
@@ -32,15 +33,15 @@ def build_outputs(doc: dict[str, Any], only: str | None = None) -> dict[str, str
         names = [str(e["stack"]) for e in entries]
     except (KeyError, TypeError):
         raise OpsError("input is not the output of `python -m infra stacks --json`") from None
-    regional = [e for e in entries if e["stack"] not in ("bootstrap", "global")]
-    applicable = [e["stack"] for e in regional] + ["global"]
+    regional = [e for e in entries if e["stack"] not in (BOOTSTRAP_STACK, GLOBAL_STACK)]
+    applicable = [e["stack"] for e in regional] + [GLOBAL_STACK]
     if only:
         if only not in applicable:
             raise OpsError(f"--only: unknown stack '{only}'; allowed: {', '.join(applicable)}")
         regional = [e for e in regional if e["stack"] == only]
     canary = [e for e in regional if e["canary"]]
     others = [e for e in regional if not e["canary"]]
-    apply_global = "global" in names and (not only or only == "global")
+    apply_global = GLOBAL_STACK in names and (not only or only == GLOBAL_STACK)
     return {
         "stacks": json.dumps(entries, separators=(",", ":")),
         "canary": json.dumps(canary, separators=(",", ":")),

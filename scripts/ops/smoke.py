@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import urlsplit
 
 from infra.config import Fleet
+from infra.naming import endpoint_name
 from scripts.ops._common import (
     EXIT_OK,
     EXIT_PROBLEM,
@@ -108,7 +109,7 @@ def fleet_endpoints(fleet: Fleet) -> list[Endpoint]:
     """The global name and one name per region (`<region>.<global.domain>`), all HTTPS."""
     domain = fleet.global_.domain
     return [Endpoint("global", f"https://{domain}")] + [
-        Endpoint(region.region, f"https://{region.region}.{domain}") for region in fleet.regions
+        Endpoint(region.region, f"https://{endpoint_name(fleet, region)}") for region in fleet.regions
     ]
 
 

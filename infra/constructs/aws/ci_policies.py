@@ -25,7 +25,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from infra.config import Fleet, GlobalMode
+from infra.config import Fleet, GlobalMode, RegionSpec
+from infra.naming import BOOTSTRAP_STACK, GLOBAL_STACK, resource_prefix, state_key
+from infra.tagging import STACK_TAG
 
 Statement = dict[str, Any]
 Policy = dict[str, Any]
@@ -73,7 +75,7 @@ def policy(*statements: Statement) -> Policy:
 
 
 def state_object(bucket_arn: str, project: str, stack: str) -> str:
-    return f"{bucket_arn}/{project}/{stack}.tfstate"
+    return f"{bucket_arn}/{state_key(project, stack)}"
 
 
 def state_statements(
@@ -109,7 +111,7 @@ def state_statements(
 
 
 def plan_policy(fleet: Fleet, *, bucket_arn: str, key_arn: str) -> Policy:
-    stacks = [n for n in fleet.stack_names() if n != "bootstrap"]
+    stacks = [n for n in fleet.stack_names() if n != BOOTSTRAP_STACK]
     return policy(
         *state_statements(bucket_arn=bucket_arn, key_arn=key_arn, project=fleet.project, write=None, read=stacks),
         {"Sid": "ReadStackResources", "Effect": "Allow", "Action": list(PLAN_READ_ACTIONS), "Resource": "*"},
@@ -159,7 +161,9 @@ def gcp_region_deploy_policy(fleet: Fleet, stack: str, *, bucket_arn: str, key_a
 def global_deploy_policy(fleet: Fleet, *, bucket_arn: str, key_arn: str, zone_id: str) -> Policy:
     regions = [r.stack_name for r in fleet.regions]
     statements = [
-        *state_statements(bucket_arn=bucket_arn, key_arn=key_arn, project=fleet.project, write="global", read=regions),
+        *state_statements(
+            bucket_arn=bucket_arn, key_arn=key_arn, project=fleet.project, write=GLOBAL_STACK, read=regions
+        ),
         *zone_statements(zone_id),
         {"Sid": "CreateHealthChecks", "Effect": "Allow", "Action": "route53:CreateHealthCheck", "Resource": "*"},
         {
@@ -194,15 +198,14 @@ def global_deploy_policy(fleet: Fleet, *, bucket_arn: str, key_arn: str, zone_id
     return policy(*statements)
 
 
-def iam_prefix(fleet: Fleet, region: str) -> str:
-    """The start of every IAM name a regional stack creates (`<project>-<region>`, cut)."""
-    return f"{fleet.project}-{region}"[:IAM_PREFIX_CHARS]
+def iam_prefix(fleet: Fleet, region: RegionSpec) -> str:
+    """The start of every IAM name a regional stack creates (its resource prefix, cut)."""
+    return resource_prefix(fleet, region)[:IAM_PREFIX_CHARS]
 
 
-def aws_region_deploy_policy(
-    fleet: Fleet, stack: str, region: str, *, bucket_arn: str, key_arn: str, zone_id: str
-) -> Policy:
-    prefix = iam_prefix(fleet, region)
+def aws_region_deploy_policy(fleet: Fleet, spec: RegionSpec, *, bucket_arn: str, key_arn: str, zone_id: str) -> Policy:
+    stack, region = spec.stack_name, spec.region
+    prefix = iam_prefix(fleet, spec)
     roles = f"arn:aws:iam::*:role/{prefix}*"
     in_region = {"StringEquals": {"aws:RequestedRegion": region}}
     return policy(
@@ -225,14 +228,14 @@ def aws_region_deploy_policy(
             "Effect": "Allow",
             "Action": ["kms:CreateKey", "kms:TagResource"],
             "Resource": "*",
-            "Condition": {"StringEquals": {"aws:RequestedRegion": region, "aws:RequestTag/Stack": stack}},
+            "Condition": {"StringEquals": {"aws:RequestedRegion": region, f"aws:RequestTag/{STACK_TAG}": stack}},
         },
         {
             "Sid": "ManageStackKeys",
             "Effect": "Allow",
             "Action": "kms:*",
             "Resource": "*",
-            "Condition": {"StringEquals": {"aws:RequestedRegion": region, "aws:ResourceTag/Stack": stack}},
+            "Condition": {"StringEquals": {"aws:RequestedRegion": region, f"aws:ResourceTag/{STACK_TAG}": stack}},
         },
         {"Sid": "ListKeys", "Effect": "Allow", "Action": ["kms:ListAliases", "kms:ListKeys"], "Resource": "*"},
         {

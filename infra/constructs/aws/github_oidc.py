@@ -12,8 +12,10 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from infra.catalog import Cloud
 from infra.config import Fleet
 from infra.constructs.github_oidc import GITHUB_OIDC_HOST, GITHUB_OIDC_URL, deploy_environments, resource_suffix
+from infra.naming import GLOBAL_STACK
 
 if TYPE_CHECKING:
     from cdktf_cdktf_provider_aws.data_aws_iam_openid_connect_provider import DataAwsIamOpenidConnectProvider
@@ -101,12 +103,12 @@ def aws_github_oidc(
             assume_role_policy=aws_trust_policy(provider.arn, repo, [f"environment:{env}"]),
             max_session_duration=3600,
         )
-        if env == "global":
+        if env == GLOBAL_STACK:
             document = ci.global_deploy_policy(fleet, zone_id=zone_id, **state)
-        elif env.startswith("gcp-"):
+        elif fleet.region(env).cloud == Cloud.GCP:
             document = ci.gcp_region_deploy_policy(fleet, env, **state)
         else:
-            document = ci.aws_region_deploy_policy(fleet, env, fleet.region(env).region, zone_id=zone_id, **state)
+            document = ci.aws_region_deploy_policy(fleet, fleet.region(env), zone_id=zone_id, **state)
         IamRolePolicy(scope, f"github_deploy_role_{suffix}_policy", role=role.id, policy=json.dumps(document))
         deploy[env] = role
     return AwsGithubOidc(provider, plan, deploy)

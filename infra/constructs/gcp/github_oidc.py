@@ -8,8 +8,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from infra.catalog import Cloud
 from infra.config import Fleet
 from infra.constructs.github_oidc import GITHUB_OIDC_URL, deploy_environments, resource_suffix
+from infra.naming import GLOBAL_STACK
 
 if TYPE_CHECKING:
     from cdktf import ITerraformDependable
@@ -96,7 +98,7 @@ def gcp_github_oidc(
         member=f"{principal}:pull_request",
     )
     for env in deploy_environments(fleet):
-        if not env.startswith("gcp-"):
+        if env == GLOBAL_STACK or fleet.region(env).cloud != Cloud.GCP:
             continue  # AWS region stacks and global (Route 53 only) never touch GCP
         ServiceAccountIamMember(
             scope,
