@@ -114,8 +114,8 @@ class CloudTiming:
 
 
 # AWS: the spot interruption notice comes 2 minutes ahead (EC2 User Guide, "Spot Instance
-# interruption notices"); scale-in waits in Terminating:Wait for the lifecycle hook, whose
-# heartbeat the stack sets from this budget. ALB target group check: 10 s interval, 5 s
+# interruption notices"); scale-in waits in Terminating:Wait for the lifecycle hook as long as
+# the instance's drain needs (`lifecycle_heartbeat_s`). ALB target group check: 10 s interval, 5 s
 # timeout, 2 healthy / 3 unhealthy; idle timeout as the stack sets it (ALB attribute
 # idle_timeout.timeout_seconds, default 60, up to 4000).
 AWS = CloudTiming(
@@ -157,3 +157,13 @@ STOP_TIMEOUT_MARGIN_S = 10
 def stop_timeout_s(cloud: Cloud) -> int:
     """`docker stop --time`: the whole SIGTERM drain plus a margin."""
     return int(TIMING[cloud].drain.total_s) + STOP_TIMEOUT_MARGIN_S
+
+
+# Auto Scaling keeps a scaled-in AWS instance in Terminating:Wait (the lifecycle hook's heartbeat)
+# for the whole container stop plus this slack, in which the lifecycle agent sees the stop end
+# and completes the hook (the instance then goes at once, before the heartbeat runs out).
+LIFECYCLE_HEARTBEAT_MARGIN_S = 60
+
+
+def lifecycle_heartbeat_s() -> int:
+    return stop_timeout_s(Cloud.AWS) + LIFECYCLE_HEARTBEAT_MARGIN_S

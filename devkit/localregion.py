@@ -49,7 +49,7 @@ from typing import Any
 import httpx
 
 from contract.facts import AWS as AWS_TIMING
-from contract.facts import CONTAINER_NAME, HEALTH_READY_PATH, Cloud, LbHealthCheck
+from contract.facts import CONTAINER_NAME, HEALTH_READY_PATH, PUBLIC_API_PATHS, Cloud, LbHealthCheck
 from devkit.cloudmeta import CloudConfig, CloudControl, cloud_stand_in
 from devkit.containers import REPO, Runtime, runtime
 from devkit.images import ImageBuilder
@@ -385,7 +385,7 @@ defaults
 frontend api
     bind 127.0.0.1:{port}
     # Only the public API and the health paths reach an instance (like the ALB listener rules).
-    acl api path /v1/chat/completions /v1/completions /v1/models
+    acl api path {" ".join(PUBLIC_API_PATHS)}
     acl health path_beg /health
     http-request deny deny_status 404 unless api || health
     default_backend {BACKEND}

@@ -51,27 +51,6 @@ _SCRIPTS = {
 # The container's environment beyond the service's own settings.
 _CONTAINER_ENV = {"HF_HOME": facts.MODEL_CACHE_IN_CONTAINER, "PYTHONUNBUFFERED": "1"}
 
-# Kept for the stacks: the notice each cloud gives a spot VM, and the agent's metric names.
-DRAIN_BUDGET_S: dict[Cloud, int] = {cloud: t.preemption_notice_s for cloud, t in TIMING.items()}
-METRICS_NAMESPACE = facts.AWS_METRICS_NAMESPACE
-IN_FLIGHT_METRIC = facts.AWS_IN_FLIGHT_METRIC
-GPU_UTILIZATION_METRIC = facts.AWS_GPU_UTILIZATION_METRIC
-LIFECYCLE_HOOK = facts.AWS_LIFECYCLE_HOOK
-
-__all__ = [
-    "DRAIN_BUDGET_S",
-    "GPU_UTILIZATION_METRIC",
-    "IN_FLIGHT_METRIC",
-    "LIFECYCLE_HOOK",
-    "METRICS_NAMESPACE",
-    "aws_user_data",
-    "instance_contract",
-    "render_boot_script",
-    "render_shutdown_script",
-    "render_user_data",
-    "stop_timeout_s",
-]
-
 
 def engine_quantization(fleet: Fleet) -> str | None:
     """The vLLM `--quantization` value: None when the checkpoint carries its own config."""

@@ -33,7 +33,9 @@ from pathlib import Path
 
 import psutil
 
+from contract.facts import CHAT_COMPLETIONS_PATH, COMPLETIONS_PATH, HEALTH_READY_PATH
 from devkit.proc import free_port, http_status, wait_until
+from service.upstream.client import ENGINE_HEALTH_PATH
 from service.upstream.pool import UpstreamPool
 from service.upstream.relay import usage_in
 
@@ -95,7 +97,7 @@ def vllm_time_to_ready(args: argparse.Namespace, log: Path) -> float:
     with log.open("ab") as out:
         process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        return _wait_200(f"http://127.0.0.1:{port}/health", process, args.start_timeout)
+        return _wait_200(f"http://127.0.0.1:{port}{ENGINE_HEALTH_PATH}", process, args.start_timeout)
     finally:
         _stop(process, group=True)
 
@@ -159,9 +161,9 @@ def start_gateway(args: argparse.Namespace, tmp: Path, *, cpus: set[int] | None 
             raise RuntimeError(f"the gateway exited with {process.returncode} (log: {tmp / 'gateway.log'})")
         if spawned is None and (children := gateway.children()):
             spawned = min(child.create_time() for child in children) - gateway.create_time()
-        if healthy is None and _ok(f"http://127.0.0.1:{engine_port}/health"):
+        if healthy is None and _ok(f"http://127.0.0.1:{engine_port}{ENGINE_HEALTH_PATH}"):
             healthy = time.monotonic() - started
-        if healthy is not None and _ok(f"http://127.0.0.1:{port}/health/ready"):
+        if healthy is not None and _ok(f"http://127.0.0.1:{port}{HEALTH_READY_PATH}"):
             ready = time.monotonic() - started
             return Start(process, port, engine_port, ready, spawned or 0.0, healthy)
         time.sleep(0.02)
@@ -198,7 +200,7 @@ class LoadClient:
         Events are not tokens: a busy engine merges several tokens into one event, and does so
         differently on the two paths, so counting events would compare unequal work."""
         body = json.dumps({**_STREAM_BODY, "max_tokens": tokens}).encode()
-        response = await self._pool.request("POST", "/v1/chat/completions", body, self._headers)
+        response = await self._pool.request("POST", CHAT_COMPLETIONS_PATH, body, self._headers)
         try:
             if response.status_code != 200:
                 raise RuntimeError(f"stream answered {response.status_code}: {(await response.aread())[:200]!r}")
@@ -218,7 +220,7 @@ class LoadClient:
         each one to the engine (the cache's key and store still run: the miss path)."""
         body = b'{"model":"%s","prompt":"hi","max_tokens":1,"temperature":0}' % SERVED.encode()
         started = time.perf_counter()
-        response = await self._pool.request("POST", "/v1/completions", body, self._headers + _NO_CACHE)
+        response = await self._pool.request("POST", COMPLETIONS_PATH, body, self._headers + _NO_CACHE)
         try:
             await response.aread()
         finally:

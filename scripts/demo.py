@@ -34,6 +34,7 @@ from types import FrameType
 import httpx
 import openai
 
+from contract.facts import PUBLIC_API_PATHS
 from devkit.localcloud import FleetDeployment, HarnessError
 from devkit.localregion import REPO, SERVED, LocalRegion, LocalRegionError
 from infra.config import load_fleet
@@ -190,7 +191,7 @@ def _metric(text: str, name: str, *, status_prefix: str = "") -> float:
         if line.startswith(name) and not line.startswith("#"):
             head, _, value = line.rpartition(" ")
             metric, _, label_text = head.partition("{")
-            if metric != name or 'route="/v1/' not in label_text:
+            if metric != name or not any(f'route="{path}"' in label_text for path in PUBLIC_API_PATHS):
                 continue
             if status_prefix and f'status="{status_prefix}' not in label_text:
                 continue

@@ -15,7 +15,8 @@ from cdktf_cdktf_provider_aws.data_aws_route53_zone import DataAwsRoute53Zone
 from cdktf_cdktf_provider_aws.provider import AwsProvider
 from constructs import Construct
 
-from infra.boot import DRAIN_BUDGET_S, METRICS_NAMESPACE, render_boot_script
+from contract.facts import AWS, AWS_METRICS_NAMESPACE, lifecycle_heartbeat_s
+from infra.boot import render_boot_script
 from infra.catalog import Cloud
 from infra.config import Fleet, RegionSpec
 from infra.constructs.aws.gpu_group import AwsGpuGroup
@@ -25,9 +26,6 @@ from infra.constructs.aws.network import LOG_RETENTION_DAYS, AwsNetwork
 from infra.naming import Backend, aws_group_name, endpoint_name, instance_log_group, resource_prefix
 from infra.stacks.common import FleetStack
 from infra.tagging import fleet_tags
-
-# ALB idle timeout: a non-streaming generation of max_tokens must fit; streams send bytes often.
-ALB_IDLE_TIMEOUT_S = 300
 
 
 class AwsRegionStack(FleetStack):
@@ -42,7 +40,6 @@ class AwsRegionStack(FleetStack):
         account = DataAwsCallerIdentity(self, "account")
         partition = DataAwsPartition(self, "partition").partition
         zone = DataAwsRoute53Zone(self, "zone", name=fleet.global_.hosted_zone, private_zone=False)
-        drain_s = DRAIN_BUDGET_S[Cloud.AWS]
 
         log_group = instance_log_group(fleet, region)
         self.network = AwsNetwork(
@@ -75,8 +72,10 @@ class AwsRegionStack(FleetStack):
             domain_names=[self.endpoint, fleet.global_.domain],
             shared_names=[fleet.global_.domain],  # its validation record is the bootstrap stack's
             service_port=fleet.service.port,
-            deregistration_delay_s=drain_s,
-            idle_timeout_s=ALB_IDLE_TIMEOUT_S,
+            # In-flight requests of a deregistered instance finish within the spot notice.
+            deregistration_delay_s=AWS.preemption_notice_s,
+            # A non-streaming generation of max_tokens must fit; the gateway's keep-alive outlasts it.
+            idle_timeout_s=AWS.lb_idle_timeout_s,
         )
         asg_name = aws_group_name(fleet, region)
         self.instance_role = AwsInstanceRole(
@@ -89,7 +88,7 @@ class AwsRegionStack(FleetStack):
             api_keys_secret=fleet.service.api_keys_secret,
             weights_mirror=fleet.model.mirror(Cloud.AWS),
             optional_secrets=fleet.service.optional_secrets,
-            metrics_namespace=METRICS_NAMESPACE,
+            metrics_namespace=AWS_METRICS_NAMESPACE,
             asg_name=asg_name,
             log_group_name=log_group,
         )
@@ -112,7 +111,7 @@ class AwsRegionStack(FleetStack):
             service_port=fleet.service.port,
             cold_start_s=fleet.cold_start_s(region),
             local_nvme=region.offering.local_nvme,
-            drain_budget_s=drain_s,
+            lifecycle_heartbeat_s=lifecycle_heartbeat_s(),
             autoscale_metric=fleet.autoscale.metric,
             autoscale_target=fleet.autoscale.target,
             tags=fleet_tags(fleet.project, id_, fleet.tags),

@@ -16,6 +16,7 @@ from __future__ import annotations
 from cdktf import TerraformOutput
 from constructs import Construct
 
+from contract.facts import GCP
 from infra.catalog import Cloud
 from infra.config import Fleet, RegionSpec
 from infra.naming import Backend, endpoint_name, resource_prefix
@@ -34,14 +35,13 @@ class GcpRegionStack(FleetStack):
             raise ValueError(f"gcp.project: required because {region.stack_name} is a gcp region")
         from cdktf_cdktf_provider_google.provider import GoogleProvider
 
-        from infra.boot import DRAIN_BUDGET_S
+        from infra.boot import instance_contract, render_shutdown_script, render_user_data
         from infra.constructs.gcp.gpu_pool import GcpGpuPool, pool_sizes
         from infra.constructs.gcp.health_checks import GcpHealthChecks
         from infra.constructs.gcp.instance_template import GcpInstanceTemplate
         from infra.constructs.gcp.load_balancer import GcpLoadBalancer
         from infra.constructs.gcp.network import GcpNetwork
         from infra.constructs.gcp.service_account import GcpServiceAccount
-        from infra.gcp_boot import shutdown_script, startup_script
         from infra.tagging import fleet_labels, label_gcp_resources
 
         self.region = region
@@ -69,7 +69,8 @@ class GcpRegionStack(FleetStack):
             instance_service_account=self.identity.account.email,
         )
         self.health = GcpHealthChecks(self, "health", name=name, region=region.region, port=port)
-        boot, drain = startup_script(fleet, region), shutdown_script(fleet, region)
+        contract = instance_contract(fleet, region)
+        boot, drain = render_user_data(contract), render_shutdown_script(contract)
         self.templates: dict[str, GcpInstanceTemplate] = {}
         self.pools: dict[str, GcpGpuPool] = {}
         for pool, size in pool_sizes(region).items():
@@ -114,7 +115,7 @@ class GcpRegionStack(FleetStack):
             proxy_subnet=self.network.proxy_subnet,
             groups=[p.group.instance_group for p in self.pools.values()],
             health_check=self.health.ready.id,
-            drain_timeout_s=DRAIN_BUDGET_S[Cloud.GCP] - DRAIN_MARGIN_S,
+            drain_timeout_s=GCP.preemption_notice_s - DRAIN_MARGIN_S,
         )
 
         TerraformOutput(self, "lb_ip_address", value=self.lb.address.address)

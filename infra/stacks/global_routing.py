@@ -40,6 +40,7 @@ from cdktf_cdktf_provider_aws.route53_record import (
 )
 from constructs import Construct
 
+from contract.facts import HEALTH_READY_PATH
 from infra.catalog import Cloud
 from infra.config import Fleet, GlobalMode, RegionSpec
 from infra.constructs.aws.region_routing import (
@@ -199,7 +200,7 @@ class GlobalStack(FleetStack):
                 listener_arn=listener.id,
                 endpoint_group_region=aws_region,
                 health_check_protocol="HTTPS",
-                health_check_path="/health/ready",
+                health_check_path=HEALTH_READY_PATH,
                 health_check_interval_seconds=g.health_check_interval_s,
                 threshold_count=g.health_check_failure_threshold,
                 endpoint_configuration=[

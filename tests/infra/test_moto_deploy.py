@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from contract.facts import AWS_LIFECYCLE_HOOK
 from devkit import localcloud
 from devkit.localcloud import GCP_STAND_IN_IP
-from infra.boot import LIFECYCLE_HOOK
 from tests.infra.conftest import MotoDeployment
 
 pytestmark = [pytest.mark.moto, pytest.mark.terraform, pytest.mark.slow]
@@ -46,7 +46,7 @@ def test_asg_mixed_policy(moto_deployment: MotoDeployment, stack: str, region: s
     assert tags["Project"] == "llm-fleet"
     assert tags["Stack"] == stack
     hooks = moto_deployment.client("autoscaling", region).describe_lifecycle_hooks(AutoScalingGroupName=asg_name)
-    assert [h["LifecycleHookName"] for h in hooks["LifecycleHooks"]] == [LIFECYCLE_HOOK]
+    assert [h["LifecycleHookName"] for h in hooks["LifecycleHooks"]] == [AWS_LIFECYCLE_HOOK]
     # The AMI was resolved at plan time (the harness's stand-in for the public parameter).
     lt = asg["MixedInstancesPolicy"]["LaunchTemplate"]["LaunchTemplateSpecification"]
     versions = moto_deployment.client("ec2", region).describe_launch_template_versions(

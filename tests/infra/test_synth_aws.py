@@ -1,4 +1,4 @@
-"""Synth-and-assert: every property the AWS regional stack promises (issue 3, DESIGN.md §5)."""
+"""Synth-and-assert: every property the AWS regional stack promises (docs/aws.md)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from infra.boot import DRAIN_BUDGET_S, LIFECYCLE_HOOK, render_boot_script
+from contract.facts import AWS, AWS_LIFECYCLE_HOOK
+from infra.boot import render_boot_script
 from infra.catalog import COLD_START_BUDGETS, GPU_OFFERINGS, Cloud
 from infra.config import Fleet
 from tests.infra.conftest import Synth
@@ -174,7 +175,7 @@ def test_target_group_health_check_and_deregistration(doc: dict[str, Any], regio
     hc = tg["health_check"]
     assert hc["path"] == "/health/ready"
     assert (hc["interval"], hc["timeout"], hc["healthy_threshold"], hc["unhealthy_threshold"]) == (10, 5, 2, 3)
-    assert int(tg["deregistration_delay"]) == DRAIN_BUDGET_S[Cloud.AWS]
+    assert int(tg["deregistration_delay"]) == AWS.preemption_notice_s
 
 
 def test_launch_template_hardening(doc: dict[str, Any], region_fleet: Fleet) -> None:
@@ -388,9 +389,9 @@ def test_asg_refresh_hook_and_scaling(doc: dict[str, Any], region_fleet: Fleet) 
     assert refresh["strategy"] == "Rolling"
     assert refresh["preferences"]["min_healthy_percentage"] == 100
     hook = one(doc, "aws_autoscaling_lifecycle_hook")
-    assert hook["name"] == LIFECYCLE_HOOK
+    assert hook["name"] == AWS_LIFECYCLE_HOOK
     assert hook["lifecycle_transition"] == "autoscaling:EC2_INSTANCE_TERMINATING"
-    assert hook["heartbeat_timeout"] > DRAIN_BUDGET_S[Cloud.AWS]
+    assert hook["heartbeat_timeout"] > AWS.preemption_notice_s
     policy = one(doc, "aws_autoscaling_policy")
     assert policy["policy_type"] == "TargetTrackingScaling"
     ttc = policy["target_tracking_configuration"]

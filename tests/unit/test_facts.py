@@ -39,6 +39,11 @@ def test_docker_stop_waits_for_the_whole_drain() -> None:
     assert stop_timeout_s(Cloud.GCP) <= GCP.shutdown_budget_s - GCP.margin_s
 
 
+def test_the_lifecycle_hook_outlasts_the_container_stop() -> None:
+    """Auto Scaling keeps a scaled-in instance until its container has stopped (drained)."""
+    assert facts.lifecycle_heartbeat_s() > stop_timeout_s(Cloud.AWS)
+
+
 def test_aws_spot_notice_is_the_sigterm_drain() -> None:
     """On AWS the spot notice drains with the default windows, which fit its 120 s."""
     assert AWS.preemption_drain == AWS.drain

@@ -53,7 +53,14 @@ from cdktf_cdktf_provider_aws.vpc_security_group_egress_rule import VpcSecurityG
 from cdktf_cdktf_provider_aws.vpc_security_group_ingress_rule import VpcSecurityGroupIngressRule
 from constructs import Construct
 
-from infra.boot import GPU_UTILIZATION_METRIC, IN_FLIGHT_METRIC, LIFECYCLE_HOOK, METRICS_NAMESPACE, aws_user_data
+from contract.facts import (
+    AWS_GPU_UTILIZATION_METRIC,
+    AWS_IN_FLIGHT_METRIC,
+    AWS_LIFECYCLE_HOOK,
+    AWS_METRIC_DIMENSION,
+    AWS_METRICS_NAMESPACE,
+)
+from infra.boot import aws_user_data
 
 # Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04): driver, docker and the NVIDIA
 # container toolkit preinstalled; AWS publishes the latest id in this public SSM parameter.
@@ -67,7 +74,6 @@ ROOT_VOLUME_GIB = 200  # AMI (~75 GiB) + service image (~20 GiB) + weights cache
 # model cache there.
 PROVISIONED_THROUGHPUT_MIBPS = 1000
 PROVISIONED_IOPS = 4000  # 1,000 MiB/s / 0.25 MiB/s per IOPS
-LIFECYCLE_HEARTBEAT_MARGIN_S = 60
 # Replacement on liveness: EC2 status checks + the instance's liveness agent (SetInstanceHealth).
 HEALTH_CHECK_TYPE = "EC2"
 
@@ -94,7 +100,7 @@ class AwsGpuGroup(Construct):
         service_port: int,
         cold_start_s: int,
         local_nvme: bool,
-        drain_budget_s: int,
+        lifecycle_heartbeat_s: int,
         autoscale_metric: str,
         autoscale_target: float,
         tags: Mapping[str, str],
@@ -254,10 +260,10 @@ class AwsGpuGroup(Construct):
         self.lifecycle_hook = AutoscalingLifecycleHook(
             self,
             "drain_hook",
-            name=LIFECYCLE_HOOK,
+            name=AWS_LIFECYCLE_HOOK,
             autoscaling_group_name=self.asg.name,
             lifecycle_transition="autoscaling:EC2_INSTANCE_TERMINATING",
-            heartbeat_timeout=drain_budget_s + LIFECYCLE_HEARTBEAT_MARGIN_S,
+            heartbeat_timeout=lifecycle_heartbeat_s,
             default_result="CONTINUE",
         )
         self.scaling_policy = AutoscalingPolicy(
@@ -279,15 +285,17 @@ def _target_tracking(metric: str, target: float, asg_name: str) -> AutoscalingPo
             ),
             target_value=target,
         )
-    name = {"requests_in_flight_per_instance": IN_FLIGHT_METRIC, "gpu_utilization": GPU_UTILIZATION_METRIC}[metric]
+    name = {"requests_in_flight_per_instance": AWS_IN_FLIGHT_METRIC, "gpu_utilization": AWS_GPU_UTILIZATION_METRIC}[
+        metric
+    ]
     return AutoscalingPolicyTargetTrackingConfiguration(
         customized_metric_specification=AutoscalingPolicyTargetTrackingConfigurationCustomizedMetricSpecification(
             metric_name=name,
-            namespace=METRICS_NAMESPACE,
+            namespace=AWS_METRICS_NAMESPACE,
             statistic="Average",
             metric_dimension=[
                 AutoscalingPolicyTargetTrackingConfigurationCustomizedMetricSpecificationMetricDimension(
-                    name="AutoScalingGroupName", value=asg_name
+                    name=AWS_METRIC_DIMENSION, value=asg_name
                 )
             ],
         ),

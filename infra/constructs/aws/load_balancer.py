@@ -31,13 +31,12 @@ from cdktf_cdktf_provider_aws.security_group import SecurityGroup
 from cdktf_cdktf_provider_aws.vpc_security_group_ingress_rule import VpcSecurityGroupIngressRule
 from constructs import Construct
 
+from contract.facts import AWS, LB_FORWARDED_PATHS
 from infra.constructs.aws.global_name_validation import VALIDATION_TTL_S, validation_option
 from infra.tagging import suppress
 
 TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
-# Only these reach the service; vLLM's other routes and the gateway's metrics never do.
-FORWARDED_PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/models", "/health/ready")
-READY_PATH = "/health/ready"
+READY_CHECK = AWS.ready_check  # the target group's check, as the drain windows assume it
 NOT_FOUND_BODY = json.dumps(
     {"error": {"message": "not found", "type": "invalid_request_error", "param": None, "code": "not_found"}},
     separators=(",", ":"),
@@ -150,14 +149,14 @@ class AwsLoadBalancer(Construct):
             load_balancing_algorithm_type="least_outstanding_requests",
             health_check=LbTargetGroupHealthCheck(
                 enabled=True,
-                path=READY_PATH,
+                path=READY_CHECK.path,
                 port="traffic-port",
                 protocol="HTTP",
                 matcher="200",
-                interval=10,
-                timeout=5,
-                healthy_threshold=2,
-                unhealthy_threshold=3,
+                interval=int(READY_CHECK.interval_s),
+                timeout=int(READY_CHECK.timeout_s),
+                healthy_threshold=READY_CHECK.healthy_threshold,
+                unhealthy_threshold=READY_CHECK.unhealthy_threshold,
             ),
             lifecycle=TerraformResourceLifecycle(create_before_destroy=True),
         )
@@ -205,6 +204,8 @@ class AwsLoadBalancer(Construct):
             priority=10,
             action=[LbListenerRuleAction(type="forward", target_group_arn=self.target_group.arn)],
             condition=[
-                LbListenerRuleCondition(path_pattern=LbListenerRuleConditionPathPattern(values=list(FORWARDED_PATHS)))
+                LbListenerRuleCondition(
+                    path_pattern=LbListenerRuleConditionPathPattern(values=list(LB_FORWARDED_PATHS))
+                )
             ],
         )

@@ -10,9 +10,9 @@ from cdktf_cdktf_provider_aws.route53_health_check import Route53HealthCheck
 from cdktf_cdktf_provider_aws.route53_record import Route53Record, Route53RecordAlias
 from constructs import Construct
 
+from contract.facts import HEALTH_READY_PATH
 from infra.tagging import suppress
 
-READY_PATH = "/health/ready"
 # CKV2_AWS_23 looks for the record's target in the same configuration; it lives in the
 # regional stack (or on GCP) and arrives through remote state.
 ATTACHED_RESOURCE_CHECK = "CKV2_AWS_23"
@@ -68,7 +68,7 @@ class AwsRegionRouting(Construct):
             type="HTTPS",
             fqdn=endpoint_name,
             port=443,
-            resource_path=READY_PATH,
+            resource_path=HEALTH_READY_PATH,
             enable_sni=True,
             request_interval=interval_s,
             failure_threshold=failure_threshold,

@@ -39,9 +39,9 @@ from cdktf_cdktf_provider_google.compute_region_instance_group_manager import (
 )
 from constructs import Construct
 
+from contract.facts import GCP_GPU_METRIC_TYPE, GCP_IN_FLIGHT_METRIC_TYPE
 from infra.config import AutoscaleSpec, RegionSpec
 from infra.constructs.gcp.instance_template import Pool
-from infra.gcp_boot import GPU_METRIC_TYPE, IN_FLIGHT_METRIC_TYPE
 from infra.tagging import gcp_name
 
 NAMED_PORT = "http"
@@ -79,7 +79,7 @@ def autoscaling_policy(spec: AutoscaleSpec, size: PoolSize, delay_s: int) -> Com
         # The fleet file gives percent (as on AWS); GCP wants a fraction.
         cpu = ComputeRegionAutoscalerAutoscalingPolicyCpuUtilization(target=spec.target / 100)
     else:
-        metric = IN_FLIGHT_METRIC_TYPE if spec.metric == "requests_in_flight_per_instance" else GPU_METRIC_TYPE
+        metric = GCP_IN_FLIGHT_METRIC_TYPE if spec.metric == "requests_in_flight_per_instance" else GCP_GPU_METRIC_TYPE
         metrics = [ComputeRegionAutoscalerAutoscalingPolicyMetric(name=metric, target=spec.target, type="GAUGE")]
     return ComputeRegionAutoscalerAutoscalingPolicy(
         min_replicas=size.min,

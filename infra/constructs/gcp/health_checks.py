@@ -16,10 +16,10 @@ from cdktf_cdktf_provider_google.compute_region_health_check import (
 )
 from constructs import Construct
 
+from contract.facts import GCP, HEALTH_LIVE_PATH
 from infra.tagging import gcp_name
 
-READY_PATH = "/health/ready"
-LIVE_PATH = "/health/live"
+READY_CHECK = GCP.ready_check  # the load balancer's check, as the drain windows assume it
 
 
 class GcpHealthChecks(Construct):
@@ -31,11 +31,11 @@ class GcpHealthChecks(Construct):
             name=gcp_name(name, "ready"),
             region=region,
             description="Load balancer: serving traffic (engine warm, not draining)",
-            check_interval_sec=5,
-            timeout_sec=4,
-            healthy_threshold=2,
-            unhealthy_threshold=2,
-            http_health_check=ComputeRegionHealthCheckHttpHealthCheck(port=port, request_path=READY_PATH),
+            check_interval_sec=int(READY_CHECK.interval_s),
+            timeout_sec=int(READY_CHECK.timeout_s),
+            healthy_threshold=READY_CHECK.healthy_threshold,
+            unhealthy_threshold=READY_CHECK.unhealthy_threshold,
+            http_health_check=ComputeRegionHealthCheckHttpHealthCheck(port=port, request_path=READY_CHECK.path),
             log_config=ComputeRegionHealthCheckLogConfig(enable=False),
         )
         self.live = ComputeRegionHealthCheck(
@@ -48,6 +48,6 @@ class GcpHealthChecks(Construct):
             timeout_sec=10,
             healthy_threshold=1,
             unhealthy_threshold=5,
-            http_health_check=ComputeRegionHealthCheckHttpHealthCheck(port=port, request_path=LIVE_PATH),
+            http_health_check=ComputeRegionHealthCheckHttpHealthCheck(port=port, request_path=HEALTH_LIVE_PATH),
             log_config=ComputeRegionHealthCheckLogConfig(enable=True),
         )

@@ -51,12 +51,10 @@ from cdktf_cdktf_provider_google.compute_region_url_map import (
 from cdktf_cdktf_provider_google.compute_subnetwork import ComputeSubnetwork
 from constructs import Construct
 
+from contract.facts import LB_FORWARDED_PATHS
 from infra.constructs.gcp.gpu_pool import NAMED_PORT
 from infra.tagging import gcp_name
 
-PUBLIC_PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/models")
-READY_PATH = "/health/ready"
-FORWARDED_PATHS = (*PUBLIC_PATHS, READY_PATH)
 BACKEND_TIMEOUT_S = 300
 NOT_FOUND = 404
 
@@ -152,7 +150,7 @@ class GcpLoadBalancer(Construct):
                         ),
                     ),
                     path_rule=[
-                        ComputeRegionUrlMapPathMatcherPathRule(paths=list(FORWARDED_PATHS), service=self.backend.id)
+                        ComputeRegionUrlMapPathMatcherPathRule(paths=list(LB_FORWARDED_PATHS), service=self.backend.id)
                     ],
                 )
             ],
