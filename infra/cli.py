@@ -1,4 +1,4 @@
-"""`python -m infra check|stacks|synth|user-data`: the stable operator and CI interface (DESIGN.md §8).
+"""`python -m infra check|stacks|synth|user-data`: the stable operator and CI interface.
 
 Every user mistake ends as one line per problem on stderr and exit status 2; no traceback.
 """
@@ -10,43 +10,35 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import NoReturn
 
+from infra.cliutil import EXIT_USAGE, ArgParser, add_fleet_argument, fleet_problems, table
 from infra.config import DEFAULT_FLEET_FILE, Fleet, FleetConfigError, load_fleet
 from infra.naming import BOOTSTRAP_STACK, GLOBAL_STACK
-
-EXIT_INVALID = 2
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.print_usage(sys.stderr)
-        self.exit(EXIT_INVALID, f"{self.prog}: error: {message}\n")
 
 
 def _load(path: str | None) -> Fleet:
     try:
         return load_fleet(path)
     except FleetConfigError as exc:
-        for err in exc.errors:
-            print(f"{exc.source}: {err}", file=sys.stderr)
-        n = len(exc.errors)
-        print(f"{exc.source}: invalid fleet file ({n} problem{'s' if n != 1 else ''})", file=sys.stderr)
-        raise SystemExit(EXIT_INVALID) from None
-
-
-def _table(rows: list[list[str]]) -> str:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+        print("\n".join(fleet_problems(exc)), file=sys.stderr)
+        raise SystemExit(EXIT_USAGE) from None
 
 
 def summary(fleet: Fleet, source: str) -> str:
     m = fleet.model
-    rows = [
-        ["stack", "cloud", "region", "gpu", "instance types", "min", "max", "on-demand", "spot max", "reservations"]
+    header = [
+        "stack",
+        "cloud",
+        "region",
+        "gpu",
+        "instance types",
+        "min",
+        "max",
+        "on-demand",
+        "spot max",
+        "reservations",
     ]
+    rows = []
     for r in fleet.regions:
         types = ",".join(t.name for t in r.offering.instance_types[: 3 if r.cloud.value == "aws" else 1])
         rows.append(
@@ -73,7 +65,7 @@ def summary(fleet: Fleet, source: str) -> str:
         f"across {len(fleet.regions)} regions",
         "",
     ]
-    return "\n".join(head) + _table(rows)
+    return "\n".join(head) + table(header, rows, numbers_right=False)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -106,7 +98,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     unknown = [s for s in selected if s not in known]
     if unknown:
         print(f"--stack: unknown stack '{unknown[0]}'; allowed: {', '.join(known)}", file=sys.stderr)
-        return EXIT_INVALID
+        return EXIT_USAGE
     from infra.app import synth  # deferred: imports cdktf and only the needed provider bindings
 
     started = time.perf_counter()
@@ -128,10 +120,10 @@ def cmd_user_data(args: argparse.Namespace) -> int:
     unknown = [s for s in selected if s not in regional]
     if unknown:
         print(f"--stack: '{unknown[0]}' has no instances; allowed: {', '.join(regional)}", file=sys.stderr)
-        return EXIT_INVALID
+        return EXIT_USAGE
     if args.out is None and len(selected) != 1:
         print("--out: required for more than one stack (or name one with --stack)", file=sys.stderr)
-        return EXIT_INVALID
+        return EXIT_USAGE
     for name in selected:
         region = fleet.region(name)
         contract = instance_contract(fleet, region)
@@ -150,20 +142,20 @@ def cmd_user_data(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m infra", description="Fleet-as-code: validate, list and synthesize stacks.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = ArgParser(prog="python -m infra", description="Fleet-as-code: validate, list and synthesize stacks.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=ArgParser)
 
     check = sub.add_parser("check", help="validate a fleet file and print a summary")
     check.add_argument("file", nargs="?", help="fleet file (default: regions.yaml)")
     check.set_defaults(func=cmd_check)
 
     stacks = sub.add_parser("stacks", help="list the stack names (deploy order)")
-    stacks.add_argument("--file", help="fleet file (default: regions.yaml)")
+    add_fleet_argument(stacks)
     stacks.add_argument("--json", action="store_true", help="JSON for a CI matrix")
     stacks.set_defaults(func=cmd_stacks)
 
     synth = sub.add_parser("synth", help="write cdktf.out/stacks/<name>/cdk.tf.json")
-    synth.add_argument("--file", help="fleet file (default: regions.yaml)")
+    add_fleet_argument(synth)
     synth.add_argument(
         "--stack", action="append", metavar="NAME", help="stack to synthesize (repeatable; default: all)"
     )
@@ -177,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     synth.set_defaults(func=cmd_synth)
 
     user_data = sub.add_parser("user-data", help="render the boot script of a region's instances")
-    user_data.add_argument("--file", help="fleet file (default: regions.yaml)")
+    add_fleet_argument(user_data)
     user_data.add_argument("--stack", action="append", metavar="NAME", help="regional stack (repeatable; default: all)")
     user_data.add_argument("--out", help="write <stack>.sh files here (default: one stack's script to stdout)")
     user_data.set_defaults(func=cmd_user_data)

@@ -1,23 +1,19 @@
-"""What every operator tool shares: injected clients, progress, tables and one-line errors."""
+"""What every operator tool shares beyond `infra.cliutil`: injected cloud clients, progress, and
+cloud errors as one line."""
 
 from __future__ import annotations
 
-import argparse
 import functools
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, NoReturn, TextIO
+from typing import Any, TextIO
 
+from infra.cliutil import EXIT_CLOUD, EXIT_OK, EXIT_USAGE, fleet_problem
 from infra.config import Fleet, FleetConfigError, load_fleet
-
-EXIT_OK = 0
-EXIT_PROBLEM = 1  # the tool ran and found something wrong (does not fit, unhealthy, ...)
-EXIT_USAGE = 2  # bad input: a flag, the fleet file
-EXIT_CLOUD = 3  # a cloud API refused or could not be reached
 
 # (service, region) -> a boto3 client. Tests pass one aimed at moto_server.
 AwsClientFactory = Callable[[str, str], Any]
@@ -31,25 +27,11 @@ class OpsError(Exception):
         self.exit_code = exit_code
 
 
-class ArgParser(argparse.ArgumentParser):
-    """argparse that exits 2 with one line (plus usage) instead of its own format."""
-
-    def error(self, message: str) -> NoReturn:
-        self.print_usage(sys.stderr)
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
-
-
-def add_fleet_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--file", help="fleet file (default: regions.yaml)")
-
-
 def load_fleet_or_raise(path: str | None) -> Fleet:
     try:
         return load_fleet(path)
     except FleetConfigError as exc:
-        first = exc.errors[0]
-        more = f" (and {len(exc.errors) - 1} more; run: python -m infra check)" if len(exc.errors) > 1 else ""
-        raise OpsError(f"{exc.source}: {first}{more}") from None
+        raise OpsError(fleet_problem(exc)) from None
 
 
 def boto3_factory(*, endpoint_url: str | None = None, profile: str | None = None) -> AwsClientFactory:
@@ -149,20 +131,3 @@ class Progress:
             end = "\n" if not self._tty or self._done == self.total else ""
             self.stream.write(("\r\033[K" if self._tty else "") + f"{prefix} ({took:.1f}s){end}")
             self.stream.flush()
-
-
-def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A plain text table: left-aligned text, right-aligned numbers."""
-    cells = [list(header), *[list(r) for r in rows]]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-
-    def fmt(row: list[str]) -> str:
-        out = []
-        for cell, width in zip(row, widths, strict=True):
-            numeric = bool(cell) and cell.replace(".", "", 1).replace(",", "").lstrip("-$").replace("%", "").isdigit()
-            out.append(cell.rjust(width) if numeric else cell.ljust(width))
-        return "  ".join(out).rstrip()
-
-    lines = [fmt(cells[0]), "  ".join("-" * w for w in widths)]
-    lines += [fmt(row) for row in cells[1:]]
-    return "\n".join(lines)

@@ -19,17 +19,9 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import TextIO
 
+from infra.cliutil import ArgParser, add_fleet_argument, table
 from infra.config import Fleet, RegionSpec
-from scripts.ops._common import (
-    ArgParser,
-    AwsClientFactory,
-    Progress,
-    add_fleet_argument,
-    boto3_factory,
-    load_fleet_or_raise,
-    run_main,
-    table,
-)
+from scripts.ops._common import AwsClientFactory, Progress, boto3_factory, load_fleet_or_raise, run_main
 from scripts.ops.pricing import HOURS_PER_MONTH, AwsPricingApi, PriceSource, PriceTable, Rates
 
 

@@ -15,22 +15,11 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, TextIO
 
+from infra.cliutil import EXIT_OK, EXIT_PROBLEM, ArgParser, add_fleet_argument, table
 from infra.config import Fleet, RegionSpec
 from infra.naming import endpoint_name
 from infra.tagging import PROJECT_LABEL, PROJECT_TAG, STACK_LABEL, STACK_TAG
-from scripts.ops._common import (
-    EXIT_OK,
-    EXIT_PROBLEM,
-    ArgParser,
-    AwsClientFactory,
-    OpsError,
-    Progress,
-    add_fleet_argument,
-    boto3_factory,
-    load_fleet_or_raise,
-    run_main,
-    table,
-)
+from scripts.ops._common import AwsClientFactory, OpsError, Progress, boto3_factory, load_fleet_or_raise, run_main
 from scripts.ops._gcp import GcpClients, template_labels
 
 

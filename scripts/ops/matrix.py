@@ -21,8 +21,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from infra.cliutil import ArgParser
 from infra.naming import BOOTSTRAP_STACK, GLOBAL_STACK
-from scripts.ops._common import ArgParser, OpsError, run_main
+from scripts.ops._common import OpsError, run_main
 
 Entry = dict[str, Any]
 

@@ -18,20 +18,16 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, TextIO
 
+from infra.cliutil import EXIT_OK, EXIT_PROBLEM, ArgParser, add_fleet_argument, table
 from infra.config import Fleet, RegionSpec
 from scripts.ops._common import (
-    EXIT_OK,
-    EXIT_PROBLEM,
-    ArgParser,
     AwsClientFactory,
     OpsError,
     Progress,
-    add_fleet_argument,
     boto3_factory,
     cloud_error_message,
     load_fleet_or_raise,
     run_main,
-    table,
 )
 from scripts.ops._gcp import GcpClients, gpu_quota_metric, last_segment
 from scripts.ops.pricing import PriceTable, median_latest_spot

@@ -30,19 +30,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import urlsplit
 
+from infra.cliutil import EXIT_OK, EXIT_PROBLEM, ArgParser, add_fleet_argument, table
 from infra.config import Fleet
 from infra.naming import endpoint_name
-from scripts.ops._common import (
-    EXIT_OK,
-    EXIT_PROBLEM,
-    ArgParser,
-    OpsError,
-    Progress,
-    add_fleet_argument,
-    load_fleet_or_raise,
-    run_main,
-    table,
-)
+from scripts.ops._common import OpsError, Progress, load_fleet_or_raise, run_main
 
 if TYPE_CHECKING:
     import openai
