@@ -39,7 +39,7 @@ from typing import Any
 
 import httpx
 
-from devkit.proc import free_port, http_status, wait_until
+from devkit.proc import free_port, http_status, stop_process, wait_until
 from service.http.auth import bearer_token
 
 IMDS_TOKEN = "imds-session-token"  # noqa: S105 - the stand-in's fixed session token
@@ -318,8 +318,7 @@ def cloud_stand_in(config: CloudConfig | None = None) -> Iterator[CloudControl]:
         wait_until(lambda: http_status(control.url + "/__test__/stats") == 200, 30, "the cloud stand-in")
         yield control
     finally:
-        process.terminate()
-        process.wait(10)
+        stop_process(process)
 
 
 class _Server(ThreadingHTTPServer):

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from devkit.proc import free_port
+from devkit.proc import free_port, stop_process
 from infra.catalog import Cloud
 from infra.config import Fleet, parse_fleet
 from infra.naming import BOOTSTRAP_STACK, GLOBAL_STACK, local_state_file
@@ -233,13 +233,7 @@ class MotoServer:
         raise HarnessError("moto_server did not listen within 60 s")
 
     def __exit__(self, *exc: object) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait(timeout=10)
+        stop_process(self._proc)
 
 
 def endpoint_override(endpoint: str, services: Sequence[str] = AWS_SERVICES) -> dict[str, Any]:

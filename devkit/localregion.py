@@ -54,7 +54,7 @@ from devkit.cloudmeta import CloudConfig, CloudControl, cloud_stand_in
 from devkit.containers import REPO, Runtime, runtime
 from devkit.images import ImageBuilder
 from devkit.machine import HostOverrides, LocalMachine
-from devkit.proc import LocalError, free_port, http_status, wait_until
+from devkit.proc import LocalError, free_port, http_status, stop_process, wait_until
 from devkit.registry import LocalRegistry
 from infra.boot import instance_contract
 from infra.config import Fleet, RegionSpec, parse_fleet
@@ -487,13 +487,7 @@ class HAProxy:
             return None
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        stop_process(self.process)
 
 
 # --- the region ---------------------------------------------------------------------------

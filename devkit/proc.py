@@ -1,7 +1,9 @@
-"""Waiting and polling, bounded in time: one copy for the devkit, the demo and the tests."""
+"""Processes, waiting and polling, bounded in time: one copy for the devkit, the demo, the benches
+and the tests."""
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Callable
 
@@ -9,7 +11,7 @@ import httpx
 
 from service.engine.process import free_port
 
-__all__ = ["LocalError", "free_port", "http_status", "wait_until"]
+__all__ = ["LocalError", "free_port", "http_status", "stop_process", "wait_until"]
 
 
 class LocalError(RuntimeError):
@@ -32,3 +34,15 @@ def http_status(url: str, timeout_s: float = 2.0, headers: dict[str, str] | None
         return httpx.get(url, timeout=timeout_s, headers=headers, trust_env=False).status_code
     except httpx.HTTPError:
         return 0
+
+
+def stop_process(process: subprocess.Popen[bytes] | None, timeout_s: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL after `timeout_s`; nothing for a process that is gone (or None)."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout_s)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import redis
 
-from devkit.proc import LocalError, free_port
+from devkit.proc import LocalError, free_port, stop_process
 
 START_TIMEOUT_S = 20.0
 
@@ -49,11 +49,6 @@ def local_redis(workdir: Path, timeout_s: float = START_TIMEOUT_S) -> Iterator[s
         yield f"redis://127.0.0.1:{port}/0"
     finally:
         client.close()
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop_process(proc)
         if proc.stdout:
             proc.stdout.close()

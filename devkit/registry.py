@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from devkit.containers import CACHE, Runtime
-from devkit.proc import LocalError, free_port, http_status, wait_until
+from devkit.proc import LocalError, free_port, http_status, stop_process, wait_until
 
 STORAGE = CACHE / "registry"
 USERNAME = "llm-fleet-ci"
@@ -88,10 +88,4 @@ class LocalRegistry:
         return remote
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        stop_process(self.process)

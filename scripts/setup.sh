@@ -42,6 +42,21 @@ pip_install() {
   fi
 }
 
+# A tool in an environment of its own (its pins clash with the main one), rebuilt when its
+# requirements file changes: side_env DIR REQUIREMENTS LABEL
+side_env() {
+  local dir=$1 requirements=$2 label=$3 hash
+  hash=$(hash_of "$requirements")
+  if [ "$(cat "$dir/.deps" 2>/dev/null)" != "$hash" ]; then
+    say "installing $label into $dir"
+    [ -x "$dir/bin/python" ] || "$PYTHON" -m venv "$dir"
+    pip_install "$dir/bin/python" -r "$requirements"
+    echo "$hash" > "$dir/.deps"
+  else
+    say "$label up to date"
+  fi
+}
+
 # 2. Python packages (pinned; requirements.lock holds the full resolved set) ----------------
 py_hash=$(hash_of pyproject.toml requirements.lock)
 if [ "$(cat "$VENV/.py-deps" 2>/dev/null)" != "$py_hash" ]; then
@@ -65,15 +80,7 @@ if "$VENV/bin/python" -m pip show -q torchvision torchaudio torchcodec >/dev/nul
 fi
 
 # 3. checkov in its own environment (its pins clash with the service stack) -------------
-tools_hash=$(hash_of requirements-tools.txt)
-if [ "$(cat "$TOOLS_VENV/.deps" 2>/dev/null)" != "$tools_hash" ]; then
-  say "installing checkov into $TOOLS_VENV"
-  [ -x "$TOOLS_VENV/bin/python" ] || "$PYTHON" -m venv "$TOOLS_VENV"
-  pip_install "$TOOLS_VENV/bin/python" -r requirements-tools.txt
-  echo "$tools_hash" > "$TOOLS_VENV/.deps"
-else
-  say "checkov up to date"
-fi
+side_env "$TOOLS_VENV" requirements-tools.txt checkov
 
 # 4. cdktf CLI from npm, local to the repo ----------------------------------------------
 if command -v npm >/dev/null 2>&1; then
@@ -119,15 +126,7 @@ else
 fi
 
 # 5b. The AWS CLI the AWS boot script and agents call, in its own environment (it pins botocore).
-awscli_hash=$(hash_of requirements-awscli.txt)
-if [ "$(cat "$AWSCLI_VENV/.deps" 2>/dev/null)" != "$awscli_hash" ]; then
-  say "installing the AWS CLI into $AWSCLI_VENV"
-  [ -x "$AWSCLI_VENV/bin/python" ] || "$PYTHON" -m venv "$AWSCLI_VENV"
-  pip_install "$AWSCLI_VENV/bin/python" -r requirements-awscli.txt
-  echo "$awscli_hash" > "$AWSCLI_VENV/.deps"
-else
-  say "AWS CLI up to date"
-fi
+side_env "$AWSCLI_VENV" requirements-awscli.txt "the AWS CLI"
 
 # 6. The tiny test model (generated locally; nothing is downloaded) -----------------------
 model_hash=$(hash_of scripts/make_tiny_model.py)

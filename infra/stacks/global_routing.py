@@ -18,7 +18,7 @@ and a failed one drops out of the answer.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cdktf import TerraformOutput
 from cdktf_cdktf_provider_aws.data_aws_route53_zone import DataAwsRoute53Zone
@@ -123,40 +123,22 @@ class GlobalStack(FleetStack):
         for aws_region, members in groups.items():
             rid = aws_region.replace("-", "_")
             if len(members) == 1:
-                routing = self.regions[members[0].stack_name]
-                record = Route53Record(
-                    self,
+                self._region_record(
                     f"latency_{rid}",
-                    zone_id=self.zone.zone_id,
+                    members[0],
                     name=domain,
-                    type="A",
-                    set_identifier=members[0].stack_name,
                     latency_routing_policy=Route53RecordLatencyRoutingPolicy(region=aws_region),
-                    health_check_id=routing.health_check.id,
-                    alias=routing.target.alias,
-                    records=routing.target.records,
-                    ttl=routing.target.ttl,
                 )
-                suppress(record, {ATTACHED_RESOURCE_CHECK: ATTACHED_RESOURCE_REASON})
                 continue
             shared = f"{aws_region}.latency.{domain}"
             weighted = []
             for region in members:
-                routing = self.regions[region.stack_name]
-                member = Route53Record(
-                    self,
+                member = self._region_record(
                     f"weighted_{region.stack_name.replace('-', '_')}",
-                    zone_id=self.zone.zone_id,
+                    region,
                     name=shared,
-                    type="A",
-                    set_identifier=region.stack_name,
                     weighted_routing_policy=Route53RecordWeightedRoutingPolicy(weight=1),
-                    health_check_id=routing.health_check.id,
-                    alias=routing.target.alias,
-                    records=routing.target.records,
-                    ttl=routing.target.ttl,
                 )
-                suppress(member, {ATTACHED_RESOURCE_CHECK: ATTACHED_RESOURCE_REASON})
                 weighted.append(member)
             Route53Record(
                 self,
@@ -169,6 +151,26 @@ class GlobalStack(FleetStack):
                 alias=Route53RecordAlias(name=shared, zone_id=self.zone.zone_id, evaluate_target_health=True),
                 depends_on=weighted,
             )
+
+    def _region_record(self, id_: str, region: RegionSpec, *, name: str, **policy: Any) -> Route53Record:
+        """An A record for one region's load balancer, answered only while its health check
+        passes; `policy`: the record's routing policy (latency or weighted)."""
+        routing = self.regions[region.stack_name]
+        record = Route53Record(
+            self,
+            id_,
+            zone_id=self.zone.zone_id,
+            name=name,
+            type="A",
+            set_identifier=region.stack_name,
+            health_check_id=routing.health_check.id,
+            alias=routing.target.alias,
+            records=routing.target.records,
+            ttl=routing.target.ttl,
+            **policy,
+        )
+        suppress(record, {ATTACHED_RESOURCE_CHECK: ATTACHED_RESOURCE_REASON})
+        return record
 
     # -- global-accelerator (AWS-only fleets; the config refuses it with GCP regions) ----
     def _global_accelerator(self) -> None:

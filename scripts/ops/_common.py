@@ -4,12 +4,13 @@ cloud errors as one line."""
 from __future__ import annotations
 
 import functools
+import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, TextIO
 
 from infra.cliutil import EXIT_CLOUD, EXIT_OK, EXIT_USAGE, fleet_problem
@@ -131,3 +132,20 @@ class Progress:
             end = "\n" if not self._tty or self._done == self.total else ""
             self.stream.write(("\r\033[K" if self._tty else "") + f"{prefix} ({took:.1f}s){end}")
             self.stream.flush()
+
+
+def emit(
+    rows: Sequence[Any],
+    *,
+    as_json: bool,
+    verdict: str,
+    judge: Callable[[Any], object],
+    text: Callable[[], str],
+    stream: TextIO,
+) -> None:
+    """A tool's result on `stream`: its rows as a JSON list (each with its verdict under the key
+    `verdict`), or its text report."""
+    if as_json:
+        print(json.dumps([asdict(row) | {verdict: judge(row)} for row in rows], indent=2), file=stream)
+    else:
+        print(text(), file=stream)

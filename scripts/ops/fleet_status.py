@@ -9,17 +9,16 @@ region behind the global name. Exit 1 when a region has no healthy capacity.
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from infra.cliutil import EXIT_OK, EXIT_PROBLEM, ArgParser, add_fleet_argument, table
 from infra.config import Fleet, RegionSpec
 from infra.naming import endpoint_name
 from infra.tagging import PROJECT_LABEL, PROJECT_TAG, STACK_LABEL, STACK_TAG
-from scripts.ops._common import AwsClientFactory, OpsError, Progress, boto3_factory, load_fleet_or_raise, run_main
+from scripts.ops._common import AwsClientFactory, OpsError, Progress, boto3_factory, emit, load_fleet_or_raise, run_main
 from scripts.ops._gcp import GcpClients, template_labels
 
 
@@ -254,10 +253,14 @@ def main(
         fleet = load_fleet_or_raise(args.file)
         progress = Progress(total=len(fleet.regions) + 1, enabled=not args.json)
         statuses = collect(fleet, aws=aws or boto3_factory(), gcp=gcp, progress=progress)
-        if args.json:
-            print(json.dumps([asdict(s) | {"ok": s.ok} for s in statuses], indent=2), file=stream)
-        else:
-            print(render(fleet, statuses), file=stream)
+        emit(
+            statuses,
+            as_json=args.json,
+            verdict="ok",
+            judge=lambda s: s.ok,
+            text=lambda: render(fleet, statuses),
+            stream=stream,
+        )
         return EXIT_OK if all(s.ok for s in statuses) else EXIT_PROBLEM
 
     return run_main("fleet_status", body)

@@ -12,10 +12,9 @@ offered in at least two zones (AWS) / one zone (GCP). Exit 1 when a region does 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from infra.cliutil import EXIT_OK, EXIT_PROBLEM, ArgParser, add_fleet_argument, table
@@ -26,6 +25,7 @@ from scripts.ops._common import (
     Progress,
     boto3_factory,
     cloud_error_message,
+    emit,
     load_fleet_or_raise,
     run_main,
 )
@@ -211,10 +211,14 @@ def main(
         fleet = load_fleet_or_raise(args.file)
         progress = Progress(total=len(fleet.regions), enabled=not args.json)
         checks = collect(fleet, aws=aws or boto3_factory(), gcp=gcp, progress=progress)
-        if args.json:
-            print(json.dumps([asdict(c) | {"fits": c.fits} for c in checks], indent=2), file=stream)
-        else:
-            print(render(checks), file=stream)
+        emit(
+            checks,
+            as_json=args.json,
+            verdict="fits",
+            judge=lambda c: c.fits,
+            text=lambda: render(checks),
+            stream=stream,
+        )
         return EXIT_PROBLEM if any(c.fits is False for c in checks) else EXIT_OK
 
     return run_main("preflight", body)

@@ -18,14 +18,13 @@ factory (tests aim it at a local gateway behind a test CA).
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import socket
 import ssl
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import urlsplit
@@ -33,7 +32,7 @@ from urllib.parse import urlsplit
 from infra.cliutil import EXIT_OK, EXIT_PROBLEM, ArgParser, add_fleet_argument, table
 from infra.config import Fleet
 from infra.naming import endpoint_name
-from scripts.ops._common import OpsError, Progress, load_fleet_or_raise, run_main
+from scripts.ops._common import OpsError, Progress, emit, load_fleet_or_raise, run_main
 
 if TYPE_CHECKING:
     import openai
@@ -341,10 +340,9 @@ def main(
                         min_cert_days=args.min_cert_days,
                     )
                 )
-        if args.json:
-            print(json.dumps([asdict(r) | {"ok": r.ok} for r in results], indent=2), file=stream)
-        else:
-            print(render(results), file=stream)
+        emit(
+            results, as_json=args.json, verdict="ok", judge=lambda r: r.ok, text=lambda: render(results), stream=stream
+        )
         return EXIT_OK if all(r.ok for r in results) else EXIT_PROBLEM
 
     return run_main("smoke", body)

@@ -23,7 +23,6 @@ from cdktf_cdktf_provider_aws.flow_log import FlowLog
 from cdktf_cdktf_provider_aws.iam_role import IamRole
 from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
 from cdktf_cdktf_provider_aws.internet_gateway import InternetGateway
-from cdktf_cdktf_provider_aws.kms_key import KmsKey
 from cdktf_cdktf_provider_aws.nat_gateway import NatGateway
 from cdktf_cdktf_provider_aws.route import Route
 from cdktf_cdktf_provider_aws.route_table import RouteTable
@@ -31,6 +30,8 @@ from cdktf_cdktf_provider_aws.route_table_association import RouteTableAssociati
 from cdktf_cdktf_provider_aws.subnet import Subnet
 from cdktf_cdktf_provider_aws.vpc import Vpc
 from constructs import Construct
+
+from infra.constructs.aws.kms import customer_key
 
 LOG_RETENTION_DAYS = 365
 
@@ -131,40 +132,27 @@ class AwsNetwork(Construct):
         key_users = [log_group_arn] + [
             f"arn:{partition}:logs:{region}:{account_id}:log-group:{group}" for group in encrypted_log_groups
         ]
-        self.log_key = KmsKey(
+        self.log_key = customer_key(
             self,
             "log_key",
             description=f"{name} VPC flow logs and instance logs",
-            enable_key_rotation=True,
-            deletion_window_in_days=30,
-            policy=json.dumps(
+            account_root=f"arn:{partition}:iam::{account_id}:root",
+            statements=[
                 {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Sid": "AccountAdministersKey",
-                            "Effect": "Allow",
-                            "Principal": {"AWS": f"arn:{partition}:iam::{account_id}:root"},
-                            "Action": "kms:*",
-                            "Resource": "*",
-                        },
-                        {
-                            "Sid": "CloudWatchLogsUsesKey",
-                            "Effect": "Allow",
-                            "Principal": {"Service": f"logs.{region}.amazonaws.com"},
-                            "Action": [
-                                "kms:Encrypt*",
-                                "kms:Decrypt*",
-                                "kms:ReEncrypt*",
-                                "kms:GenerateDataKey*",
-                                "kms:Describe*",
-                            ],
-                            "Resource": "*",
-                            "Condition": {"ArnLike": {"kms:EncryptionContext:aws:logs:arn": key_users}},
-                        },
+                    "Sid": "CloudWatchLogsUsesKey",
+                    "Effect": "Allow",
+                    "Principal": {"Service": f"logs.{region}.amazonaws.com"},
+                    "Action": [
+                        "kms:Encrypt*",
+                        "kms:Decrypt*",
+                        "kms:ReEncrypt*",
+                        "kms:GenerateDataKey*",
+                        "kms:Describe*",
                     ],
+                    "Resource": "*",
+                    "Condition": {"ArnLike": {"kms:EncryptionContext:aws:logs:arn": key_users}},
                 }
-            ),
+            ],
         )
         self.flow_log_group = CloudwatchLogGroup(
             self, "flow_logs", name=log_group_name, retention_in_days=LOG_RETENTION_DAYS, kms_key_id=self.log_key.arn

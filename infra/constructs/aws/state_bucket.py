@@ -7,7 +7,6 @@ import json
 from cdktf_cdktf_provider_aws.data_aws_caller_identity import DataAwsCallerIdentity
 from cdktf_cdktf_provider_aws.data_aws_partition import DataAwsPartition
 from cdktf_cdktf_provider_aws.kms_alias import KmsAlias
-from cdktf_cdktf_provider_aws.kms_key import KmsKey
 from cdktf_cdktf_provider_aws.s3_bucket import S3Bucket
 from cdktf_cdktf_provider_aws.s3_bucket_lifecycle_configuration import (
     S3BucketLifecycleConfiguration,
@@ -33,6 +32,7 @@ from cdktf_cdktf_provider_aws.s3_bucket_versioning import (
 )
 from constructs import Construct
 
+from infra.constructs.aws.kms import customer_key
 from infra.naming import state_kms_alias
 from infra.tagging import suppress
 
@@ -45,27 +45,7 @@ class AwsStateBucket(Construct):
         account = DataAwsCallerIdentity(self, "account")
         partition = DataAwsPartition(self, "partition")
         root = f"arn:{partition.partition}:iam::{account.account_id}:root"
-        self.key = KmsKey(
-            self,
-            "key",
-            description=f"Terraform state in s3://{bucket_name}",
-            enable_key_rotation=True,
-            deletion_window_in_days=30,
-            policy=json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Sid": "AccountAdministersKey",
-                            "Effect": "Allow",
-                            "Principal": {"AWS": root},
-                            "Action": "kms:*",
-                            "Resource": "*",
-                        }
-                    ],
-                }
-            ),
-        )
+        self.key = customer_key(self, "key", description=f"Terraform state in s3://{bucket_name}", account_root=root)
         # The backends of every other stack name the key by this alias (infra/naming.py).
         self.alias = KmsAlias(self, "alias", name=state_kms_alias(bucket_name), target_key_id=self.key.key_id)
         self.bucket = S3Bucket(self, "bucket", bucket=bucket_name)
