@@ -68,9 +68,6 @@ WEIGHTS_PREFIX = "tiny"
 REGISTRY_SECRET = "llm-fleet-registry"  # noqa: S105 - the secret's name
 LOAD_TEST_RATE_LIMIT = {"rate_limit_rpm": 1_000_000, "rate_limit_tpm": 1_000_000_000}
 
-# Kept for the callers that knew the old name.
-LocalRegionError = LocalError
-
 __all__ = [
     "LOCAL_HEALTH_CHECK",
     "SERVED",
@@ -79,10 +76,7 @@ __all__ = [
     "LocalCloud",
     "LocalError",
     "LocalRegion",
-    "LocalRegionError",
-    "http_status",
     "local_fleet",
-    "wait_until",
 ]
 
 

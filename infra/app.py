@@ -1,7 +1,7 @@
 """Build the selected stacks into one cdktf App and synthesize them.
 
 Provider bindings are imported lazily, per stack kind, so synthesizing one AWS region never
-pays for the Google bindings (DESIGN.md §3: the import is the floor of any synth).
+pays for the Google bindings: importing them is the floor of any synth's time.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """GCP bench: synthesizing one `gcp-<region>` stack against its floor, the Google bindings import.
 
 Both are measured in fresh interpreters in the same run (median of N), so the ratio says how
-much a GCP synth costs beyond loading the provider bindings it cannot avoid (DESIGN.md §3).
+much a GCP synth costs beyond loading the provider bindings it cannot avoid.
 
     .venv/bin/python -m scripts.bench_gcp [--runs N]
 """

@@ -1,4 +1,4 @@
-"""Synth time next to its floor (issue 3): `python scripts/bench_synth.py [--repeats N]`.
+"""Synth time next to its floor: `python scripts/bench_synth.py [--repeats N]`.
 
 The floor is what any synth of the same stacks must pay: starting Python and importing
 cdktf plus exactly the provider-binding modules the synth loads (recorded from a real synth

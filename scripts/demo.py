@@ -36,7 +36,8 @@ import openai
 
 from contract.facts import PUBLIC_API_PATHS
 from devkit.localcloud import FleetDeployment, HarnessError
-from devkit.localregion import REPO, SERVED, LocalRegion, LocalRegionError
+from devkit.localregion import REPO, SERVED, LocalRegion
+from devkit.proc import LocalError
 from infra.config import load_fleet
 
 STEPS = 6
@@ -284,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.alarm(args.timeout)
     try:
         return run(args)
-    except (DemoError, LocalRegionError) as exc:
+    except (DemoError, LocalError) as exc:
         print(f"demo: error: {exc}", file=sys.stderr)
         return 1
     except HarnessError as exc:  # raised while cleaning up (terraform destroy)

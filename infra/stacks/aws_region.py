@@ -1,4 +1,4 @@
-"""`aws-<region>`: one AWS region of the fleet (DESIGN.md §5, AWS).
+"""`aws-<region>`: one AWS region of the fleet (docs/aws.md).
 
 VPC over three AZs (two where the region has only two) -> ALB with a DNS-validated
 certificate for `<region>.<domain>` and the global name -> GPU Auto Scaling group booting the

@@ -1,4 +1,4 @@
-"""`gcp-<region>`: one GCP region of the fleet (DESIGN.md §5, GCP).
+"""`gcp-<region>`: one GCP region of the fleet (docs/gcp.md).
 
 Custom VPC (instance subnet, proxy-only subnet, Cloud NAT, firewall open only to Google's
 health checkers and the proxy-only subnet) -> two regional MIGs over the catalogue's zones,

@@ -1,4 +1,5 @@
-"""Engine health as the load balancers see it (DESIGN.md §6)."""
+"""Engine health as the load balancers see it: the phase behind `/health/live` and `/health/ready`
+(docs/service.md, "Health contract")."""
 
 from __future__ import annotations
 

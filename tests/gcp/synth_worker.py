@@ -5,7 +5,8 @@
 SPEC maps a label to {"fleet": <YAML text>, "stacks": [names] | null (all stacks)}. Each label
 is synthesized into OUT_DIR/<label>/stacks/<name>/cdk.tf.json (local backend). Labels whose
 stacks are all gcp-* go first, and OUT_DIR/modules.json records whether the AWS bindings had
-been imported by then: a GCP-only synth must never load them (DESIGN.md §3).
+been imported by then: a GCP-only synth must never load them (the import is the floor of any
+synth, `infra/app.py`).
 """
 
 from __future__ import annotations

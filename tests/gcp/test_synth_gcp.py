@@ -1,4 +1,4 @@
-"""Synth-and-assert: every property issue 4 asks of a `gcp-<region>` stack."""
+"""Synth-and-assert: every property a `gcp-<region>` stack promises (docs/gcp.md)."""
 
 from __future__ import annotations
 

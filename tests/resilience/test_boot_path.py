@@ -1,4 +1,4 @@
-"""The instance path, run for real: image, boot script, agents, lifecycle (DESIGN.md §7).
+"""The instance path, run for real: image, boot script, agents, lifecycle (docs/instance.md).
 
 The session's local region booted i1 from the AWS user data of the canary AWS region and i2
 from the GCP user data of the GCP region (`devkit.localregion`); each pulled the image built

@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from devkit.localregion import LOCAL_HEALTH_CHECK, http_status, wait_until
+from devkit.localregion import LOCAL_HEALTH_CHECK
+from devkit.proc import http_status, wait_until
 from tests.resilience.conftest import RecordCounts, ResilienceRegion
 
 # The bound includes the session fixture (two engines loading at once) when this test runs first.
