@@ -2,6 +2,8 @@
 
 - `gateway`: `Gateway.handle`, the one entry: gate, authenticate, take the key's slot, read and
   validate the body, then the feature chain, then the engine (through `service.upstream`).
+- `request`: the validated request the steps pass along (`PreparedRequest`).
+- `forward`: the engine call: time limit, client disconnects, errors, the relay, token counts.
 - `chain`: the feature chain: rate limit -> pool -> language -> cache -> deadline -> store -> settle.
 - `pools`: the model pools and the choice of one per request (explicit model or intent).
 - `intent`, `language`: classifiers of the request's text (code / math / general; its language).

@@ -41,7 +41,6 @@ from service.pipeline.fallback import (
     request_deadline,
     run_with_fallback,
 )
-from service.pipeline.gateway import Forward, PreparedRequest, RequestCutError
 from service.pipeline.intent import request_text
 from service.pipeline.language import LanguageCounter, detect_language, with_language_instruction
 from service.pipeline.pools import MODEL_USED_HEADER, ModelNotFoundError, PoolRouter, RouteDecision
@@ -52,6 +51,7 @@ from service.pipeline.ratelimit import (
     key_id,
     rate_limiter_from_settings,
 )
+from service.pipeline.request import Forward, PreparedRequest, RequestCutError
 from service.upstream.client import EngineClient, HttpEngineClient
 from service.upstream.relay import StreamEnd, StreamRelay
 
