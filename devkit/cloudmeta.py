@@ -40,7 +40,7 @@ from typing import Any
 import httpx
 
 from devkit.proc import free_port, http_status, stop_process, wait_until
-from service.http.auth import bearer_token
+from service.pipeline.auth import bearer_token
 
 IMDS_TOKEN = "imds-session-token"  # noqa: S105 - the stand-in's fixed session token
 GCP_TOKEN = "ya29.local-access-token"  # noqa: S105 - the stand-in's fixed access token

@@ -10,18 +10,19 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from service.api.protocol import PUBLIC_ENDPOINTS
 from service.config.settings import ServiceSettings
 from service.engine.process import EngineProcess
 from service.engine.supervisor import EngineSupervisor
 from service.http import routes
-from service.http.auth import ApiKeyAuth
 from service.http.handlers import install_error_handlers
 from service.http.lifespan import gateway_lifespan
-from service.http.middleware import GatewayMiddleware, InFlight
-from service.http.protocol import PUBLIC_ENDPOINTS
+from service.http.middleware import GatewayMiddleware
 from service.lifecycle.drain import DrainController
+from service.lifecycle.inflight import InFlight
 from service.lifecycle.state import ServiceState
 from service.observability.metrics import GatewayMetrics
+from service.pipeline.auth import ApiKeyAuth
 from service.pipeline.chain import FeatureChain, build_pool_clients
 from service.pipeline.gateway import Gateway
 from service.pipeline.pools import PoolRouter
@@ -77,7 +78,7 @@ def create_app(
         in_flight=in_flight,
         features=features,
     )
-    state = ServiceState(settings, engine, drain, metrics, gateway, in_flight)
+    state = ServiceState(settings, engine, drain, metrics, in_flight)
     holder.append(state)
 
     # No trailing-slash redirects: their Location would echo the client's Host header.
@@ -89,6 +90,7 @@ def create_app(
         redirect_slashes=False,
     )
     app.state.service = state
+    app.state.gateway = gateway
     app.include_router(routes.health)
     app.include_router(routes.api)
     if settings.metrics_token is not None:

@@ -7,7 +7,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
-from service.http.errors import error_response
+from service.api.errors import error_response
 
 
 async def http_error(_request: Request, exc: Exception) -> Response:

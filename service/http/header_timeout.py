@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from service.http.errors import error_envelope
+from service.api.errors import error_envelope
 
 
 def _timeout_response() -> bytes:

@@ -17,12 +17,11 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, MutableMapping
-from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.http.errors import error_envelope
+from service.api.errors import error_envelope
+from service.lifecycle.inflight import InFlight, after_response_callbacks
 from service.observability.logs import request_id_from, request_id_var
 from service.observability.metrics import GatewayMetrics
 
@@ -30,21 +29,6 @@ log = logging.getLogger("service.access")
 
 REQUEST_ID_HEADER = "x-request-id"
 OTHER_ROUTE = "other"  # the metric label of every path outside the known set
-_AFTER_RESPONSE = "after_response"
-
-
-def after_response(state: MutableMapping[str, Any], callback: Callable[[], None]) -> None:
-    """Run `callback` once the middleware is done with this request (`state`: its scope's
-    "state"), after the last byte of the response or an error."""
-    state.setdefault(_AFTER_RESPONSE, []).append(callback)
-
-
-class InFlight:
-    def __init__(self) -> None:
-        self.count = 0
-
-    def __call__(self) -> int:
-        return self.count
 
 
 class GatewayMiddleware:
@@ -110,7 +94,7 @@ class GatewayMiddleware:
                 raise  # the status line is gone; the server closes the connection
         finally:
             elapsed = time.perf_counter() - started
-            for callback in state.pop(_AFTER_RESPONSE, ()):
+            for callback in after_response_callbacks(state):
                 callback()
             if is_api:
                 self.in_flight.count -= 1

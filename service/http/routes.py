@@ -10,10 +10,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
 from contract.facts import HEALTH_ALIAS_PATH, HEALTH_LIVE_PATH, HEALTH_READY_PATH, METRICS_PATH
-from service.http.auth import bearer_token, token_matches
-from service.http.errors import error_response
-from service.http.protocol import CHAT, COMPLETIONS, MODELS, PUBLIC_ENDPOINTS
+from service.api.errors import error_response
+from service.api.protocol import CHAT, COMPLETIONS, MODELS, PUBLIC_ENDPOINTS
 from service.lifecycle.state import ServiceState
+from service.pipeline.auth import bearer_token, token_matches
 from service.pipeline.gateway import Gateway
 
 
@@ -23,7 +23,8 @@ def _state(request: Request) -> ServiceState:
 
 
 def _gateway(request: Request) -> Gateway:
-    return _state(request).gateway
+    gateway: Gateway = request.app.state.gateway
+    return gateway
 
 
 # Every path this app answers other than with 404: the only values of a `route` metric label.

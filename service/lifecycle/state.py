@@ -9,10 +9,9 @@ from typing import Any
 
 from service.config.settings import ServiceSettings
 from service.engine.supervisor import EngineSupervisor
-from service.http.middleware import InFlight
 from service.lifecycle.drain import DrainBudget, DrainController
+from service.lifecycle.inflight import InFlight
 from service.observability.metrics import GatewayMetrics
-from service.pipeline.gateway import Gateway
 
 log = logging.getLogger("service")
 
@@ -23,7 +22,6 @@ class ServiceState:
     engine: EngineSupervisor
     drain: DrainController
     metrics: GatewayMetrics
-    gateway: Gateway
     in_flight: InFlight
     exit_code: int = 0
     exit_reason: str | None = None  # why a failing exit happened (printed as the last line)

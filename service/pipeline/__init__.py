@@ -2,6 +2,7 @@
 
 - `gateway`: `Gateway.handle`, the one entry: gate, authenticate, take the key's slot, read and
   validate the body, then the feature chain, then the engine (through `service.upstream`).
+- `auth`: the one `Authorization: Bearer` parser and the API-key check.
 - `request`: the validated request the steps pass along (`PreparedRequest`).
 - `forward`: the engine call: time limit, client disconnects, errors, the relay, token counts.
 - `chain`: the feature chain: rate limit -> pool -> language -> cache -> deadline -> store -> settle.

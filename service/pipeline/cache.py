@@ -29,8 +29,8 @@ from prometheus_client import CollectorRegistry, Counter
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from service.api.protocol import EndpointKind
 from service.config.features import CacheSettings
-from service.http.protocol import EndpointKind
 
 log = logging.getLogger("service.cache")
 

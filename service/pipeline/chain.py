@@ -24,9 +24,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from service.api.errors import ApiError
+from service.api.protocol import CHAT, MODELS
 from service.config.features import FeaturesSettings
-from service.http.errors import ApiError
-from service.http.protocol import CHAT, MODELS
 from service.pipeline.cache import (
     CACHE_HEADER,
     CachedResponse,

@@ -20,9 +20,9 @@ from typing import Any, TypeVar
 from starlette.responses import Response
 from starlette.types import Receive
 
+from service.api.errors import ApiError, engine_error
+from service.api.protocol import Endpoint
 from service.config.settings import ServiceSettings
-from service.http.errors import ApiError, engine_error
-from service.http.protocol import Endpoint
 from service.observability.metrics import GatewayMetrics
 from service.pipeline.request import PreparedRequest, RequestCutError
 from service.upstream.client import EngineClient, EngineUnavailableError, forwardable_headers

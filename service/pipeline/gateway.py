@@ -20,12 +20,8 @@ from pydantic import ValidationError
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from service.config.settings import ServiceSettings
-from service.engine.health import EngineHealth, EnginePhase
-from service.http.auth import ApiKeyAuth
-from service.http.errors import ApiError
-from service.http.middleware import after_response
-from service.http.protocol import (
+from service.api.errors import ApiError
+from service.api.protocol import (
     CHAT,
     COMPLETIONS,
     Endpoint,
@@ -34,8 +30,12 @@ from service.http.protocol import (
     first_error,
     parse_json_object,
 )
+from service.config.settings import ServiceSettings
+from service.engine.health import EngineHealth, EnginePhase
 from service.lifecycle.drain import DrainController
+from service.lifecycle.inflight import after_response
 from service.observability.metrics import GatewayMetrics
+from service.pipeline.auth import ApiKeyAuth
 from service.pipeline.forward import EngineForwarder
 from service.pipeline.keyslots import KeySlots
 from service.pipeline.request import Forward, PreparedRequest

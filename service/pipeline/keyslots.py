@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from service.http.errors import ApiError
+from service.api.errors import ApiError
 
 
 class KeySlots:

@@ -11,9 +11,9 @@ from pydantic import BaseModel
 from starlette.responses import Response
 from starlette.types import Receive
 
-from service.http.auth import ANONYMOUS_KEY
-from service.http.errors import ApiError
-from service.http.protocol import Endpoint
+from service.api.errors import ApiError
+from service.api.protocol import Endpoint
+from service.pipeline.auth import ANONYMOUS_KEY
 from service.upstream.client import EngineClient
 from service.upstream.relay import StreamEnd
 

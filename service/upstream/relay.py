@@ -21,7 +21,7 @@ from typing import Any
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from service.http.errors import error_envelope
+from service.api.errors import error_envelope
 from service.upstream.pool import UpstreamError, UpstreamResponse, UpstreamTimeLimitError
 
 log = logging.getLogger("service.relay")

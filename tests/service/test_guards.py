@@ -18,12 +18,8 @@ import uvicorn
 from prometheus_client import CollectorRegistry
 
 from devkit.proc import free_port, wait_until
-from service.config.features import FeaturesSettings
-from service.config.settings import ServiceSettings
-from service.engine.supervisor import EngineSupervisor
-from service.http.app import create_app
-from service.http.errors import ApiError, engine_error
-from service.http.protocol import (
+from service.api.errors import ApiError, engine_error
+from service.api.protocol import (
     MAX_JSON_DEPTH,
     ChatCompletionRequest,
     CompletionRequest,
@@ -31,6 +27,10 @@ from service.http.protocol import (
     constraint_sizes,
     parse_json_object,
 )
+from service.config.features import FeaturesSettings
+from service.config.settings import ServiceSettings
+from service.engine.supervisor import EngineSupervisor
+from service.http.app import create_app
 from service.observability.logs import JsonFormatter
 from service.pipeline.chain import FeatureChain
 from service.pipeline.keyslots import KeySlots

@@ -12,15 +12,15 @@ from pathlib import Path
 import pytest
 
 from devkit.cloudmeta import cloud_stand_in as metadata_server
+from service.api.errors import ApiError, error_envelope
 from service.config.cli import parse_settings
 from service.config.settings import ServiceSettings
 from service.engine.health import EnginePhase
 from service.engine.process import EngineProcess, engine_argv
 from service.engine.supervisor import EngineSupervisor
-from service.http.auth import ApiKeyAuth, bearer_token
-from service.http.errors import ApiError, error_envelope
 from service.lifecycle.drain import DrainBudget, DrainController, DrainPhase
 from service.lifecycle.preemption import watch_aws, watch_gcp
+from service.pipeline.auth import ApiKeyAuth, bearer_token
 from service.upstream.client import HttpEngineClient
 from tests.service.helpers import REPO
 

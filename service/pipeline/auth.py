@@ -9,7 +9,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Iterable
 
-from service.http.errors import ApiError
+from service.api.errors import ApiError
 
 ANONYMOUS_KEY = "anonymous"  # the identity of every request when auth is disabled
 
