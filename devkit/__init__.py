@@ -10,5 +10,7 @@ Used by the tests, `make demo` and the benches; shipped in neither the wheel nor
 - `systemctl`: the systemd commands the boot script runs, for a machine without systemd.
 - `machine`: one local instance booted from its rendered user data.
 - `localregion`: instances behind HAProxy, as the cloud load balancer sees them.
-- `proc`: waiting and polling helpers.
+- `redis_server`: a throwaway redis-server (the region-wide cache and rate-limit tier).
+- `motoext`, `containers`: the API moto lacks; podman configured as a local instance's docker.
+- `proc`: free ports, bounded waits and polls, stopping a process.
 """
