@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from contract.facts import SERVICE_PORT
 from contract.instance import PoolRoute, RoutingContract
 from infra.catalog import COLD_START_BUDGETS, GPU_OFFERINGS, REGIONS, Cloud, GpuOffering, RegionInfo
 from infra.naming import BOOTSTRAP_STACK, GLOBAL_STACK, region_stack_name
@@ -80,7 +81,7 @@ class ServiceSpec(_Frozen):
 
     # What .github/workflows/image.yml pushes: ghcr.io/<github.repository>/service:<version>.
     image: str = Field(default="ghcr.io/llm-fleet/llm-fleet/service:0.1.0", min_length=1, pattern=r"^[^\s'\"]+$")
-    port: int = Field(default=8000, ge=1024, le=65535)
+    port: int = Field(default=SERVICE_PORT, ge=1024, le=65535)
     max_tokens_cap: int = Field(default=1024, ge=1, le=32768)
     rate_limit_rpm: int = Field(default=100, ge=1)
     rate_limit_tpm: int = Field(default=200_000, ge=1)

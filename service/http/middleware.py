@@ -22,12 +22,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.errors import error_envelope
 from service.lifecycle.inflight import InFlight, after_response_callbacks
-from service.observability.logs import request_id_from, request_id_var
+from service.observability.logs import REQUEST_ID_HEADER, request_id_from, request_id_var
 from service.observability.metrics import GatewayMetrics
 
 log = logging.getLogger("service.access")
 
-REQUEST_ID_HEADER = "x-request-id"
+_REQUEST_ID_BYTES = REQUEST_ID_HEADER.encode()
 OTHER_ROUTE = "other"  # the metric label of every path outside the known set
 
 
@@ -56,7 +56,7 @@ class GatewayMiddleware:
         started = time.perf_counter()
         incoming = None
         for name, value in scope["headers"]:
-            if name == b"x-request-id":
+            if name == _REQUEST_ID_BYTES:
                 incoming = value.decode("latin-1")
                 break
         request_id = request_id_from(incoming)

@@ -10,6 +10,8 @@ import sys
 import time
 import uuid
 
+# The header a request id travels in: from the client (kept when sane), back to it, on to the engine.
+REQUEST_ID_HEADER = "x-request-id"
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")

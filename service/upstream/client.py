@@ -16,9 +16,11 @@ from typing import Protocol, runtime_checkable
 import httpx
 
 from contract.facts import COMPLETIONS_PATH
+from service.observability.logs import REQUEST_ID_HEADER
 from service.upstream.pool import UpstreamError, UpstreamPool, UpstreamResponse, UpstreamTimeoutError
 
 ENGINE_HEALTH_PATH = "/health"  # the engine's own liveness route (vLLM's and any OpenAI-compatible server's)
+_REQUEST_ID_LINE = REQUEST_ID_HEADER.encode() + b": "
 # Hop-by-hop and transport headers that must not be copied between the two connections.
 _HOP_HEADERS = frozenset(
     {
@@ -144,7 +146,7 @@ class HttpEngineClient:
 
     async def open(self, method: str, path: str, body: bytes, *, request_id: str) -> UpstreamResponse:
         # request_id matches [A-Za-z0-9._:-]{1,128} (service.observability.logs): safe in a header line.
-        headers = self._forward_headers + b"x-request-id: " + request_id.encode() + b"\r\n"
+        headers = self._forward_headers + _REQUEST_ID_LINE + request_id.encode() + b"\r\n"
         self._requests_sent += 1
         try:
             return await self._pool.request(method, path, body, headers)
