@@ -16,38 +16,37 @@ from cdktf_cdktf_provider_google.compute_region_health_check import (
 )
 from constructs import Construct
 
-from contract.facts import GCP, HEALTH_LIVE_PATH
+from contract.facts import GCP, HEALTH_LIVE_PATH, LbHealthCheck
 from infra.tagging import gcp_name
 
 READY_CHECK = GCP.ready_check  # the load balancer's check, as the drain windows assume it
+AUTOHEALING_CHECK = LbHealthCheck(
+    interval_s=30, timeout_s=10, healthy_threshold=1, unhealthy_threshold=5, path=HEALTH_LIVE_PATH
+)
 
 
 class GcpHealthChecks(Construct):
     def __init__(self, scope: Construct, id_: str, *, name: str, region: str, port: int) -> None:
         super().__init__(scope, id_)
-        self.ready = ComputeRegionHealthCheck(
-            self,
-            "ready",
-            name=gcp_name(name, "ready"),
-            region=region,
-            description="Load balancer: serving traffic (engine warm, not draining)",
-            check_interval_sec=int(READY_CHECK.interval_s),
-            timeout_sec=int(READY_CHECK.timeout_s),
-            healthy_threshold=READY_CHECK.healthy_threshold,
-            unhealthy_threshold=READY_CHECK.unhealthy_threshold,
-            http_health_check=ComputeRegionHealthCheckHttpHealthCheck(port=port, request_path=READY_CHECK.path),
-            log_config=ComputeRegionHealthCheckLogConfig(enable=False),
+        self._name, self._region, self._port = name, region, port
+        self.ready = self._check(
+            "ready", READY_CHECK, "Load balancer: serving traffic (engine warm, not draining)", log=False
         )
-        self.live = ComputeRegionHealthCheck(
+        self.live = self._check(
+            "live", AUTOHEALING_CHECK, "MIG autohealing: gateway and engine alive (also while draining)", log=True
+        )
+
+    def _check(self, id_: str, check: LbHealthCheck, description: str, *, log: bool) -> ComputeRegionHealthCheck:
+        return ComputeRegionHealthCheck(
             self,
-            "live",
-            name=gcp_name(name, "live"),
-            region=region,
-            description="MIG autohealing: gateway and engine alive (also while draining)",
-            check_interval_sec=30,
-            timeout_sec=10,
-            healthy_threshold=1,
-            unhealthy_threshold=5,
-            http_health_check=ComputeRegionHealthCheckHttpHealthCheck(port=port, request_path=HEALTH_LIVE_PATH),
-            log_config=ComputeRegionHealthCheckLogConfig(enable=True),
+            id_,
+            name=gcp_name(self._name, id_),
+            region=self._region,
+            description=description,
+            check_interval_sec=int(check.interval_s),
+            timeout_sec=int(check.timeout_s),
+            healthy_threshold=check.healthy_threshold,
+            unhealthy_threshold=check.unhealthy_threshold,
+            http_health_check=ComputeRegionHealthCheckHttpHealthCheck(port=self._port, request_path=check.path),
+            log_config=ComputeRegionHealthCheckLogConfig(enable=log),
         )
