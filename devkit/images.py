@@ -192,7 +192,26 @@ class ImageBuilder:
         started = time.monotonic()
         engine = self.engine()
         service = self.service(engine)
+        self.prune(keep={engine, service})
         return BuiltImages(engine, service, time.monotonic() - started)
+
+    def prune(self, keep: set[str]) -> None:
+        """Remove this project's older images (an engine base is ~4 GB): every tag of the
+        engine and service repositories, local or pushed, that is not an image kept."""
+        keep_ids = {self._image_id(ref) for ref in keep}
+        listing = self.rt.run(["images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"], timeout_s=60)
+        stale = []
+        for line in listing.stdout.decode().splitlines():
+            ref, _, image_id = line.rpartition(" ")
+            ours = ref.rsplit(":", 1)[0].endswith(("/llm-fleet/engine-cpu", "/llm-fleet/service"))
+            if ours and ref not in keep and not any(kept.startswith(image_id) for kept in keep_ids):
+                stale.append(ref)
+        if stale:
+            _say(f"removing {len(stale)} older image tag(s)")
+            self.rt.run(["rmi", "--force", *stale], timeout_s=600, check=False)
+
+    def _image_id(self, ref: str) -> str:
+        return self.rt.run(["image", "inspect", "--format", "{{.Id}}", ref], timeout_s=60).stdout.decode().strip()
 
 
 def main() -> int:

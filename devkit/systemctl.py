@@ -131,6 +131,11 @@ class Units:
         if unit.exec_stop:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 subprocess.run(unit.exec_stop.split(), timeout=unit.stop_timeout_s, check=False)
+            # ExecStop stopped the container; `docker run` (the main process) follows it out
+            # within moments. Signal it only if it lingers, so its exit status is the container's.
+            linger = time.monotonic() + min(10.0, max(deadline - time.monotonic(), 0.0))
+            while self._pid(name, "main") is not None and time.monotonic() < linger:
+                time.sleep(0.05)
         main = self._pid(name, "main")
         if main is not None:
             with contextlib.suppress(ProcessLookupError):

