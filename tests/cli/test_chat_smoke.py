@@ -161,3 +161,17 @@ def test_chat_default_endpoint_is_the_fleets_global_name(keyed_env: dict[str, st
     """With regions.yaml and no --endpoint: https://api.example.com (unreachable here: one line)."""
     result = run_cli("chat", "--timeout", "5", env=keyed_env, stdin="hi\n")
     assert_one_line_error(result, "https://api.example.com/v1: connection failed", code=1)
+
+
+def test_chat_on_a_terminal(standin: StandIn, tmp_path: Path, keyed_env: dict[str, str]) -> None:
+    """stdin a terminal: the prompt loop with its commands (/reset, /exit)."""
+    from tests.cli.conftest import run_with_terminal_stdin
+
+    result = run_with_terminal_stdin(
+        "chat", "-e", standin.url, "--model", MODEL, env=keyed_env, answers="hello\n/reset\nagain\n/exit\n"
+    )
+    assert result.code == 0, result
+    assert result.stdout == "echo: hello\necho: again\n"
+    assert f"chat with {MODEL} at {standin.url}/v1" in result.stderr
+    assert "conversation cleared" in result.stderr
+    assert standin.requests[-1]["messages"] == [{"role": "user", "content": "again"}]  # /reset forgot "hello"
