@@ -119,7 +119,7 @@ def prepare(fleet: Fleet, stacks: list[str], options: RunOptions, *, action: str
     return run
 
 
-def synthesize(run: Run, progress: Callable[[str], Any]) -> None:
+def synthesize(run: Run) -> None:
     """Write the chosen stacks' JSON (only those), or check they are there with --no-synth."""
     options = run.options
     if options.synth:
@@ -127,7 +127,6 @@ def synthesize(run: Run, progress: Callable[[str], Any]) -> None:
             from infra.app import synth
         except ImportError as exc:
             raise CliError(f"the infra extra is missing ({exc.name}): pip install 'llm-fleet[infra,ops]'") from None
-        progress(f"synthesizing {', '.join(run.stacks)}")
         try:
             synth(run.fleet, run.stacks, outdir=options.out, backend=options.backend)
         except Exception as exc:  # jsii reports the construct's error as a generic exception

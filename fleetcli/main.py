@@ -10,6 +10,7 @@ cloud failure each end as one line (exit 2 for usage and the fleet file, 1 at ru
 
 import os
 import sys
+import time
 from enum import StrEnum
 from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 
 from fleetcli import console, fleetfile
 from fleetcli.errors import (
@@ -265,11 +267,29 @@ def _header(run: "lifecycle.Run", verb: str) -> None:
         else f"local state in {run.options.stacks_dir}"
     )
     bin_ = run.terraform.binary
-    console.err().print(
-        f"{verb} {' -> '.join(order)} in {where} ({bin_.name} {bin_.version}; {state})", highlight=False
-    )
+    err = console.err()
+    err.print(f"{verb} {' -> '.join(order)} in {where} ({bin_.name} {bin_.version}; {state})", markup=False)
     if run.local_endpoint:
-        console.err().print(f"AWS_ENDPOINT_URL={run.local_endpoint}: the aws provider is aimed at this local cloud")
+        err.print(f"AWS_ENDPOINT_URL={run.local_endpoint}: the aws provider is aimed at this local cloud", markup=False)
+
+
+def _synthesize(run: "lifecycle.Run") -> None:
+    from fleetcli import lifecycle
+
+    err = console.err()
+    if not run.options.synth:
+        lifecycle.synthesize(run)
+        return
+    what = f"synthesizing {', '.join(run.stacks)}"
+    if not err.is_terminal:
+        err.print(what, markup=False)
+    started = time.perf_counter()
+    with err.status(what):
+        lifecycle.synthesize(run)
+    took = time.perf_counter() - started
+    err.print(
+        f"[green]✓[/] synthesized {len(run.stacks)} stack(s) into {escape(str(run.options.stacks_dir))} ({took:.1f} s)"
+    )
 
 
 def _require_terminal(auto_approve: bool, verb: str) -> None:
@@ -336,8 +356,7 @@ def plan(
     run = lifecycle.prepare(fleet, names, options, action="plan")
     _header(run, "planning")
     err = console.err()
-    with err.status("synthesizing"):
-        lifecycle.synthesize(run, err.print)
+    _synthesize(run)
 
     def show(stack: str, summary: "terraform.PlanSummary") -> None:
         console.out().print(plan_details(stack, summary))
@@ -386,8 +405,7 @@ def deploy(
     run = lifecycle.prepare(fleet, names, options, action="deploy")
     _header(run, "deploying")
     err = console.err()
-    with err.status("synthesizing"):
-        lifecycle.synthesize(run, err.print)
+    _synthesize(run)
     with StackProgress(err, len(names)) as progress:
         lifecycle.apply_stacks(run, progress, _confirm)
     _finish(run, "deploy")
@@ -421,8 +439,7 @@ def destroy(
     run = lifecycle.prepare(fleet, names, options, action="destroy")
     _header(run, "destroying")
     err = console.err()
-    with err.status("synthesizing"):
-        lifecycle.synthesize(run, err.print)
+    _synthesize(run)
     with StackProgress(err, len(names)) as progress:
         lifecycle.apply_stacks(run, progress, _confirm, destroy=True)
     _finish(run, "destroy")

@@ -202,7 +202,8 @@ def smoke(
     if timeout_s <= 0:
         raise UsageError("--timeout: must be > 0 seconds")
     if endpoints:
-        targets = [tool.parse_endpoint(url, allow_http=True) for url in endpoints]
+        # an OpenAI base URL (…/v1) is accepted too: the check adds /v1 itself
+        targets = [tool.parse_endpoint(url.rstrip("/").removesuffix("/v1"), allow_http=True) for url in endpoints]
     elif fleet is not None:
         targets = tool.fleet_endpoints(fleet)
     else:

@@ -58,7 +58,7 @@ def test_smoke_passes_through_a_plain_http_endpoint(standin: StandIn, keyed_env:
 def test_smoke_json(standin: StandIn, keyed_env: dict[str, str]) -> None:
     import json
 
-    result = run_cli("smoke", "-e", standin.url, "--model", MODEL, "--json", env=keyed_env)
+    result = run_cli("smoke", "-e", standin.url + "/v1", "--model", MODEL, "--json", env=keyed_env)  # a base URL
     assert result.code == 0, result
     [doc] = json.loads(result.stdout)
     assert doc["ok"] is True
