@@ -10,6 +10,12 @@ termination proceed: the instance leaves the group (its desired capacity already
 out) and is terminated in EC2, which `DescribeAutoScalingInstances` and `DescribeInstances`
 then show. Each completed action is also kept, for the tests, in
 `GET /__llm_fleet__/lifecycle-actions`.
+
+It also answers the public Deep Learning AMI parameters (`/aws/service/deeplearning/...`),
+which moto does not ship and refuses to create: each resolves to the region's Amazon Linux
+2023 x86_64 image from moto's own catalogue, a stand-in GPU AMI. The regional stacks look
+their AMI up there, so they deploy to this server as synthesized, with no override file
+(`llm-fleet deploy` against moto relies on it).
 """
 
 from __future__ import annotations
@@ -64,6 +70,45 @@ def install() -> None:
     AutoScalingResponse.complete_lifecycle_action = complete_lifecycle_action  # type: ignore[attr-defined]
 
 
+DLAMI_PREFIX = "/aws/service/deeplearning/"
+DLAMI_STAND_IN_SOURCE = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
+
+
+def install_public_gpu_ami() -> None:
+    """Make every `/aws/service/deeplearning/...` parameter resolve to a stand-in image id."""
+    from collections import defaultdict
+
+    from moto.core.utils import utcnow
+    from moto.ssm.models import Parameter, ParameterDict
+
+    original = ParameterDict._check_loading_status
+
+    def check_loading_status(self: ParameterDict, key: str) -> None:
+        original(self, key)
+        name = self.normalize_name(str(key or ""))
+        if not name.startswith(DLAMI_PREFIX) or defaultdict.__contains__(self, name):
+            return
+        source = self[DLAMI_STAND_IN_SOURCE]  # moto loads the region's public Amazon Linux parameters
+        if not source:
+            return
+        # moto instantiates its Parameter itself; its type information declares it abstract
+        stand_in = Parameter(  # type: ignore[abstract]
+            account_id=self.account_id,
+            name=name,
+            value=source[-1].value,
+            parameter_type="String",
+            description="llm-fleet devkit: stand-in for the public Deep Learning AMI parameter",
+            allowed_pattern=None,
+            keyid=None,
+            last_modified_date=utcnow(),
+            version=1,
+            data_type="aws:ec2:image",
+        )
+        defaultdict.__getitem__(self, name).append(stand_in)
+
+    ParameterDict._check_loading_status = check_loading_status  # type: ignore[method-assign]
+
+
 def _completed_view() -> tuple[str, int, dict[str, str]]:
     with _LOCK:
         return json.dumps(COMPLETED), 200, {"Content-Type": "application/json"}
@@ -71,6 +116,7 @@ def _completed_view() -> tuple[str, int, dict[str, str]]:
 
 def main(argv: list[str]) -> None:
     install()
+    install_public_gpu_ami()
     from moto import server
 
     original = server.create_backend_app  # type: ignore[attr-defined]  # the function moto_server builds its apps with

@@ -10,6 +10,9 @@ for every region of the fleet file; or the `--endpoint` URLs given):
 3. Answer: a short streamed chat completion through the SDK; time to first token and total
    latency; at least one generated token.
 
+`llm-fleet smoke` also takes plain http:// origins (a local load balancer such as the local
+region's HAProxy): `parse_endpoint(url, allow_http=True)`; step 1 is skipped for them.
+
 A table (or `--json`) on stdout, progress on stderr. Exit 0 when every endpoint passes, 1
 when any fails, 2 for a bad flag or fleet file. The SDK client is built by an injected
 factory (tests aim it at a local gateway behind a test CA).
@@ -68,7 +71,11 @@ class Endpoint:
 
     @property
     def port(self) -> int:
-        return urlsplit(self.url).port or 443
+        return urlsplit(self.url).port or (80 if self.plain_http else 443)
+
+    @property
+    def plain_http(self) -> bool:
+        return urlsplit(self.url).scheme == "http"
 
 
 @dataclass(frozen=True)
@@ -103,11 +110,13 @@ def fleet_endpoints(fleet: Fleet) -> list[Endpoint]:
     ]
 
 
-def parse_endpoint(url: str) -> Endpoint:
-    """An `--endpoint` value: an https:// URL with a host and no path beyond `/`."""
+def parse_endpoint(url: str, *, allow_http: bool = False) -> Endpoint:
+    """An `--endpoint` value: an https:// URL with a host and no path beyond `/` (or http://
+    when `allow_http`: a local load balancer, where there is no TLS to check)."""
     parts = urlsplit(url)
-    if parts.scheme != "https":
-        raise OpsError(f"--endpoint {url!r}: must be an https:// URL (smoke checks TLS)")
+    if parts.scheme != "https" and not (allow_http and parts.scheme == "http"):
+        schemes = "an http:// or https://" if allow_http else "an https://"
+        raise OpsError(f"--endpoint {url!r}: must be {schemes} URL (smoke checks TLS)")
     if not parts.hostname:
         raise OpsError(f"--endpoint {url!r}: no host name")
     try:
@@ -119,7 +128,7 @@ def parse_endpoint(url: str) -> Endpoint:
     netloc = parts.hostname if port is None else f"{parts.hostname}:{port}"
     if ":" in parts.hostname:  # IPv6 literal
         netloc = f"[{parts.hostname}]" + ("" if port is None else f":{port}")
-    return Endpoint(parts.hostname, f"https://{netloc}")
+    return Endpoint(parts.hostname, f"{parts.scheme}://{netloc}")
 
 
 def read_api_key(path: str | None) -> str:
@@ -184,6 +193,34 @@ def _sdk_error(exc: BaseException, timeout_s: float) -> str | None:
     return None
 
 
+def _check_tls(
+    result: SmokeResult,
+    endpoint: Endpoint,
+    *,
+    context: ssl.SSLContext,
+    timeout_s: float,
+    min_cert_days: int,
+    now: dt.datetime | None,
+) -> None:
+    """Step 1: the verified handshake; sets the result's TLS fields, or its error."""
+    try:
+        tls = probe_tls(endpoint, context, timeout_s, now=now or dt.datetime.now(dt.UTC))
+    except ssl.SSLCertVerificationError as exc:
+        result.error = f"TLS: certificate verify failed: {exc.verify_message}"
+        return
+    except ssl.SSLError as exc:
+        result.error = f"TLS: {exc.reason or exc}"
+        return
+    except OSError as exc:
+        result.error = f"connection failed: {exc.strerror or exc or type(exc).__name__}"
+        return
+    result.tls_version, result.cert_days_left = tls.version, tls.cert_days_left
+    if tls.version not in ACCEPTED_TLS:
+        result.error = f"TLS: negotiated {tls.version}, need one of {', '.join(ACCEPTED_TLS)}"
+    elif tls.cert_days_left < min_cert_days:
+        result.error = f"TLS: certificate expires in {tls.cert_days_left} days (< {min_cert_days})"
+
+
 def check_endpoint(
     endpoint: Endpoint,
     *,
@@ -197,25 +234,10 @@ def check_endpoint(
     now: dt.datetime | None = None,
 ) -> SmokeResult:
     result = SmokeResult(endpoint.name, endpoint.url)
-    try:
-        tls = probe_tls(endpoint, context, timeout_s, now=now or dt.datetime.now(dt.UTC))
-    except ssl.SSLCertVerificationError as exc:
-        result.error = f"TLS: certificate verify failed: {exc.verify_message}"
-        return result
-    except ssl.SSLError as exc:
-        result.error = f"TLS: {exc.reason or exc}"
-        return result
-    except OSError as exc:
-        result.error = f"connection failed: {exc.strerror or exc or type(exc).__name__}"
-        return result
-    result.tls_version, result.cert_days_left = tls.version, tls.cert_days_left
-    if tls.version not in ACCEPTED_TLS:
-        result.error = f"TLS: negotiated {tls.version}, need one of {', '.join(ACCEPTED_TLS)}"
-        return result
-    if tls.cert_days_left < min_cert_days:
-        result.error = f"TLS: certificate expires in {tls.cert_days_left} days (< {min_cert_days})"
-        return result
-
+    if not endpoint.plain_http:
+        _check_tls(result, endpoint, context=context, timeout_s=timeout_s, min_cert_days=min_cert_days, now=now)
+        if result.error is not None:
+            return result
     client = factory(endpoint.url + "/v1", api_key, context, timeout_s)
     try:
         result.models = sorted(m.id for m in client.models.list())

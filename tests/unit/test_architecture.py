@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-ROOTS = ("contract", "infra", "service", "devkit", "scripts")
+ROOTS = ("contract", "infra", "service", "fleetcli", "devkit", "scripts")
 PAGE = REPO / "docs" / "architecture.md"
 # The service's layers, lowest first: each imports only the ones before it.
 SERVICE_LAYERS = ("config", "observability", "api", "upstream", "engine", "lifecycle", "pipeline", "http")
@@ -63,6 +63,7 @@ def imports_of(root: str) -> list[tuple[str, str]]:
         ("service", ("infra", "devkit", "scripts", "tests")),
         ("infra", ("service", "devkit", "scripts", "tests")),
         ("scripts/ops", ("devkit", "tests")),
+        ("fleetcli", ("service", "devkit", "tests")),
     ],
 )
 def test_the_layers_import_in_one_direction(root: str, forbidden: tuple[str, ...]) -> None:

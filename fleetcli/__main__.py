@@ -1,0 +1,5 @@
+"""`python -m fleetcli` is `llm-fleet`."""
+
+from fleetcli.main import run
+
+run()
